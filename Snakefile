@@ -1,0 +1,52 @@
+"""overtrained: does more pre-training make a model harder to fine-tune?
+
+    snakemake                            # the embedded miniature, on this machine
+    snakemake --profile profiles/slurm   # on a Slurm cluster
+    snakemake -n                         # what would run, and why
+
+The Snakefile is a table of contents; the logic lives in the `overtrained` package.
+"""
+
+import os
+import sys
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+# Rule scripts import the library from this checkout, whatever environment runs them.
+sys.path.insert(0, workflow.basedir)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p
+)
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import overtrained.config
+import overtrained.workflow as W
+
+
+configfile: "config.yaml"
+
+
+try:
+    config = overtrained.config.load(config)
+except overtrained.config.ConfigError as error:
+    sys.exit(f"Config error: {error}")
+
+
+wildcard_constraints:
+    **W.wildcard_constraints(config),
+
+
+include: "rules/common.smk"
+include: "rules/pretrain.smk"
+include: "rules/finetune.smk"
+include: "rules/evaluate.smk"
+include: "rules/aggregate.smk"
+
+
+rule all:
+    input:
+        rules.aggregate.output,
+        rules.figures.output,
+    default_target: True

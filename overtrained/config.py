@@ -1,0 +1,234 @@
+"""Config validation: JSON-schema typing, defaults, and cross-field rules.
+
+`load(config)` is called by the Snakefile before any job is scheduled. Every
+problem becomes a `ConfigError` whose one-line message names the key path
+(for example ``finetune.lrs.arith[0]``) and says how to fix it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
+_SUFFIX = {"K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}
+TOPIC_LABELS = 8  # labels of the topic_classification task (tasks.make_task's default)
+_FLOAT_STRING = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+class ConfigError(ValueError):
+    """A config problem, described in one line that names the key path."""
+
+
+def parse_tokens(value: int | str) -> int:
+    """'250K' -> 250000, '1.5M' -> 1500000, 4096 -> 4096."""
+    if isinstance(value, int):
+        return value
+    number, suffix = value[:-1], value[-1]
+    return int(round(float(number) * _SUFFIX[suffix]))
+
+
+def format_tokens(tokens: int) -> str:
+    """The inverse of parse_tokens for round numbers: 250000 -> '250K'."""
+    for suffix in ("T", "B", "M", "K"):
+        scale = _SUFFIX[suffix]
+        if tokens >= scale:
+            text = f"{tokens / scale:.6g}"
+            if parse_tokens(text + suffix) == tokens:
+                return text + suffix
+    return str(tokens)
+
+
+def format_lr(lr: float) -> str:
+    """Canonical LR spelling used in paths and wildcards: 0.001 -> '0.001', 1e-05 -> '1e-05'."""
+    return f"{lr:g}"
+
+
+def load_schema() -> dict:
+    with open(SCHEMA_PATH, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def _resolve(schema: dict, root: dict) -> dict:
+    while "$ref" in schema:
+        name = schema["$ref"].split("/")[-1]
+        rest = {k: v for k, v in schema.items() if k != "$ref"}
+        schema = {**root["$defs"][name], **rest}
+    return schema
+
+
+def _fill_defaults(instance: Any, schema: dict, root: dict) -> None:
+    """Insert schema defaults into `instance` in place, recursing into objects."""
+    schema = _resolve(schema, root)
+    if not isinstance(instance, dict):
+        return
+    for key, sub in schema.get("properties", {}).items():
+        sub = _resolve(sub, root)
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if key in instance:
+            _fill_defaults(instance[key], sub, root)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key, value in instance.items():
+            if key not in schema.get("properties", {}):
+                _fill_defaults(value, extra, root)
+
+
+def _key_path(path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    """Turn a jsonschema error into one actionable line."""
+    path = list(error.absolute_path)
+    where = _key_path(path)
+    if error.validator == "additionalProperties":
+        unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        known = ", ".join(sorted(error.schema.get("properties", {}))) or "none"
+        key = _key_path([*path, unknown[0]]) if unknown else where
+        return f"{key}: unknown key (allowed here: {known}); check its spelling"
+    schema_path = list(error.absolute_schema_path)
+    if "propertyNames" in schema_path:
+        bad = error.instance
+        if bad == "probes":
+            return f"{where}: 'probes' is reserved (the built-in probe evaluation); rename it"
+        return (
+            f"{where}: name {bad!r} is not a safe identifier: use letters, digits, '_' and '-', "
+            "starting with a letter (names become file paths and wildcards)"
+        )
+    if error.validator == "type" and isinstance(error.instance, str):
+        if _FLOAT_STRING.match(error.instance):
+            return (
+                f"{where}: {error.instance!r} was read as a string, not a number (YAML needs a "
+                f"dot in exponent notation): write {float(error.instance):.1e}"
+            )
+    if error.validator == "enum":
+        allowed = ", ".join(map(str, error.validator_value))
+        return f"{where}: {error.instance!r} is not one of: {allowed}"
+    if "oneOf" in schema_path and isinstance(error.instance, (str, int)):
+        return (
+            f"{where}: {error.instance!r} is not a token count: use a positive integer or a "
+            "number with a K/M/B/T suffix such as '250K' or '1.5M'"
+        )
+    if error.validator == "exclusiveMinimum":
+        return f"{where}: {error.instance!r} must be greater than {error.validator_value}"
+    if error.validator == "minItems" and error.validator_value == 1:
+        return f"{where}: must not be empty"
+    if error.validator == "required":
+        return f"{where}: {error.message}"
+    if error.validator == "const":
+        return f"{where}: must be {error.validator_value!r}, got {error.instance!r}"
+    return f"{where}: {error.message}"
+
+
+def _cross_checks(cfg: dict) -> None:
+    """Rules that a JSON schema cannot express."""
+    ft = cfg["finetune"]
+    tasks, lrs = ft["tasks"], ft["lrs"]
+    for task in tasks:
+        if task not in lrs:
+            raise ConfigError(
+                f"finetune.lrs: no learning-rate grid for task {task!r}; add "
+                f"'finetune.lrs.{task}: [1.0e-3]' (or remove the task)"
+            )
+    for task in lrs:
+        if task not in tasks:
+            raise ConfigError(
+                f"finetune.lrs.{task}: no task named {task!r} in finetune.tasks "
+                f"(known: {', '.join(tasks)})"
+            )
+    for task, grid in lrs.items():
+        spelled = [format_lr(lr) for lr in grid]
+        if len(set(spelled)) != len(spelled):
+            raise ConfigError(f"finetune.lrs.{task}: two learning rates are the same: {grid}")
+    for name, fam in cfg["families"].items():
+        model, train = fam["model"], fam["training"]
+        where = f"families.{name}"
+        if model["hidden_size"] % model["num_attention_heads"]:
+            raise ConfigError(
+                f"{where}.model.num_attention_heads: {model['num_attention_heads']} does not "
+                f"divide hidden_size {model['hidden_size']}"
+            )
+        if (model["hidden_size"] // model["num_attention_heads"]) % 2:
+            raise ConfigError(
+                f"{where}.model: head size hidden_size/num_attention_heads must be even (RoPE)"
+            )
+        if ft["max_length"] > train["seq_len"]:
+            raise ConfigError(
+                f"finetune.max_length: {ft['max_length']} tokens exceed the context of family "
+                f"{name!r} (training.seq_len {train['seq_len']}); lower max_length"
+            )
+        budgets = [parse_tokens(b) for b in fam["budgets"]]
+        if len(set(budgets)) != len(budgets):
+            raise ConfigError(f"{where}.budgets: two budgets are the same number of tokens")
+        tokens_per_step = train["batch_size"] * train["seq_len"]
+        warmup = parse_tokens(train["warmup_tokens"])
+        stable_end = min(budgets) * (
+            1 - train["decay_fraction"] if train["schedule"] == "wsd" else 1
+        )
+        if warmup >= stable_end:
+            raise ConfigError(
+                f"{where}.training.warmup_tokens: {warmup} tokens of warmup do not fit in the "
+                f"smallest budget ({format_tokens(min(budgets))}); lower warmup_tokens"
+            )
+        if min(budgets) < 4 * tokens_per_step:
+            raise ConfigError(
+                f"{where}.budgets: {format_tokens(min(budgets))} is fewer than 4 optimizer steps "
+                f"of {tokens_per_step} tokens (batch_size x seq_len); raise the budget"
+            )
+    kinds = [t["kind"] for t in tasks.values()]
+    if "topic_classification" in kinds:
+        for name, fam in cfg["families"].items():
+            usable = fam["corpus"]["n_topics"] - fam["corpus"]["heldout_topics"]
+            if usable < TOPIC_LABELS:
+                raise ConfigError(
+                    f"families.{name}.corpus.n_topics: the topic_classification task labels "
+                    f"{TOPIC_LABELS} pre-training topics, but n_topics - heldout_topics = "
+                    f"{usable}; raise n_topics"
+                )
+    for suite_name, suite in cfg["evaluate"]["suites"].items():
+        for i, task in enumerate(suite["tasks"]):
+            if task.startswith("mini_"):
+                kind = task[len("mini_") :]
+                if kinds.count(kind) != 1:
+                    raise ConfigError(
+                        f"evaluate.suites.{suite_name}.tasks[{i}]: {task!r} reads the held-out "
+                        f"split of the fine-tuning task of kind {kind!r}, but finetune.tasks has "
+                        f"{kinds.count(kind)} of that kind (need exactly one)"
+                    )
+
+
+def load(raw: dict | None) -> dict:
+    """Validate `raw` (as Snakemake loaded it), fill defaults, and return a new dict."""
+    cfg = copy.deepcopy(dict(raw or {}))
+    schema = load_schema()
+    _fill_defaults(cfg, schema, schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), e.path))
+    if errors:
+        # Report the deepest error of the first failing key: its message is the most specific.
+        first = errors[0]
+        raise ConfigError(_describe(first))
+    _cross_checks(cfg)
+    for fam in cfg["families"].values():
+        # Enumerations below iterate in budget order, whatever the config's order.
+        fam["budgets"] = sorted(fam["budgets"], key=parse_tokens)
+    for grid in cfg["finetune"]["lrs"].values():
+        if any(not math.isfinite(lr) for lr in grid):
+            raise ConfigError("finetune.lrs: learning rates must be finite numbers")
+    return cfg
+
+
+def load_file(path: str | Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return load(yaml.safe_load(f))

@@ -1,0 +1,29 @@
+"""Shared plumbing of the rule entry points in scripts/: logging into the rule's log file."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def log_to(path: str | Path) -> None:
+    """Send this process's stdout and stderr (Python and C level) to the rule's log file."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+    sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True
+    )
+
+
+def params_dict(params) -> dict:
+    """Snakemake's params object as a plain dict (what provenance records)."""
+    return {key: value for key, value in params.items()}

@@ -1,0 +1,114 @@
+"""Benchmark evaluation with lm-eval's `simple_evaluate` on a loaded model.
+
+Standard task names (arc_easy, ...) go through lm-eval's TaskManager; the miniature tasks
+are YAMLs shipped in `lm_eval_tasks/`, whose data file is filled in here with the
+held-out split of the family's fine-tuning task of that kind. Results are written to our
+own path with normalised metric keys and our own record of the model's sha (lm-eval
+reports "main" as the revision of a loaded model).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from pathlib import Path
+
+import yaml
+
+from overtrained import provenance
+
+TASK_DIR = Path(__file__).resolve().parent / "lm_eval_tasks"
+MINI_PREFIX = "mini_"
+
+
+def repo_task_config(name: str, test_file: str | Path) -> dict:
+    """A shipped miniature task YAML as a dict, pointed at `test_file`."""
+    path = TASK_DIR / f"{name}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in TASK_DIR.glob("*.yaml"))
+        raise ValueError(f"no miniature lm-eval task {name!r}; known: {', '.join(known)}")
+    config = yaml.safe_load(path.read_text())
+    config = copy.deepcopy(config)
+    config["dataset_kwargs"]["data_files"]["test"] = str(Path(test_file).resolve())
+    return config
+
+
+def normalise(results: dict) -> list[dict]:
+    """lm-eval's {'acc,none': x, 'acc_stderr,none': s} -> [{metric: acc, value, stderr}]."""
+    rows = []
+    n_samples = results.get("n-samples", {})
+    for task, metrics in results["results"].items():
+        n = n_samples.get(task, {}).get("effective")
+        for key, value in metrics.items():
+            if "," not in key or "_stderr" in key:
+                continue
+            metric, filt = key.split(",", 1)
+            stderr = metrics.get(f"{metric}_stderr,{filt}")
+            rows.append(
+                {
+                    "task": task,
+                    "metric": metric if filt == "none" else f"{metric}[{filt}]",
+                    "value": float(value),
+                    "stderr": float(stderr) if isinstance(stderr, (int, float)) else None,
+                    "n": n,
+                }
+            )
+    return rows
+
+
+def run(
+    model_dir: str | Path,
+    suite: dict,
+    mini_test_files: dict[str, str | Path],
+    out_json: str | Path,
+    params: dict,
+    threads: int = 1,
+) -> dict:
+    """Evaluate one model on one suite and write the normalised results."""
+    started, t0 = provenance.now(), time.perf_counter()
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    import lm_eval
+    import torch
+    import transformers
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    torch.set_num_threads(threads)
+    tasks = []
+    for name in suite["tasks"]:
+        if name.startswith(MINI_PREFIX):
+            tasks.append(repo_task_config(name, mini_test_files[name]))
+        else:
+            tasks.append(name)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=suite["batch_size"], device=device)
+    results = lm_eval.simple_evaluate(
+        model=lm,
+        tasks=tasks,
+        num_fewshot=suite["num_fewshot"],
+        limit=suite["limit"],
+        task_manager=TaskManager(include_path=str(TASK_DIR)),
+        log_samples=False,
+        bootstrap_iters=100,
+        random_seed=0,
+        numpy_random_seed=1234,
+        torch_random_seed=1234,
+        fewshot_random_seed=1234,
+    )
+    record = provenance.record(
+        "evaluate",
+        params,
+        started,
+        time.perf_counter() - t0,
+        metrics=normalise(results),
+        lm_eval_version=results.get("lm_eval_version"),
+        task_versions=results.get("versions", {}),
+        task_configs={k: v for k, v in results.get("configs", {}).items()},
+        n_shot=results.get("n-shot", {}),
+        model_sha=provenance.sha256_file(Path(model_dir) / "model.safetensors"),
+    )
+    provenance.write_json(out_json, record)
+    return record

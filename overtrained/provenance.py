@@ -1,0 +1,128 @@
+"""What produced an artifact: code version, library versions, host, timing, hashes.
+
+Everything here is cheap (no torch import) and never records environment
+variables, so tokens and secrets cannot leak into provenance files.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import hashlib
+import json
+import os
+import platform
+import re
+import socket
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = (
+    "overtrained",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "trl",
+    "lm_eval",
+    "datasets",
+    "snakemake",
+    "numpy",
+    "pandas",
+    "pyarrow",
+)
+# Hugging Face tokens and generic bearer secrets, scrubbed from any string we record.
+_SECRET = re.compile(r"(hf_[A-Za-z0-9]{8,}|(?i:token|secret|password)=[^\s&]+)")
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_json(obj: Any) -> str:
+    """Hash of a JSON-serialisable object, independent of key order."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@functools.cache
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name.replace("_", "-"))
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+@functools.cache
+def code_version() -> str:
+    """The workflow's git commit, with '-dirty' when tracked files differ from it."""
+    try:
+        run = functools.partial(
+            subprocess.run, cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+        )
+        commit = run(["git", "rev-parse", "HEAD"]).stdout.strip()
+        if not commit:
+            return "unknown"
+        dirty = run(["git", "status", "--porcelain", "--untracked-files=no"]).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def scrub(text: str) -> str:
+    return _SECRET.sub("<redacted>", text)
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def device_description() -> str:
+    """'cpu' or the CUDA device name; imports torch only if it is already loaded."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        return f"cuda:{torch.cuda.get_device_name(0)}"
+    return "cpu"
+
+
+def record(stage: str, params: dict, started: str, wall_seconds: float, **extra) -> dict:
+    """The provenance block written next to every artifact."""
+    return {
+        "stage": stage,
+        "params": params,
+        "code_version": code_version(),
+        "stage_code_hash": params.get("code", ""),
+        "versions": package_versions(),
+        "host": scrub(socket.gethostname()),
+        "device": device_description(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""),
+        "started": started,
+        "finished": now(),
+        "wall_seconds": round(wall_seconds, 3),
+        **extra,
+    }
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write JSON atomically, so a killed job never leaves half a file behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: str | Path) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)

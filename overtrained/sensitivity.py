@@ -1,0 +1,111 @@
+"""Gaussian perturbation probe (the paper's Experiment 3).
+
+theta' = theta + eps, eps ~ N(0, (gamma * s)^2) per tensor, with s either the tensor's
+initialisation std (`init`, the paper's Sigma) or its current RMS (`rms`). Only matrices
+are perturbed: norm weights are initialised to a constant (zero init variance), and
+leaving them out under `rms` keeps the two scalings comparable. The loss increase is
+measured with the same pre-training-loss probe as retention.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from overtrained import provenance
+from overtrained.model import Olmo2LM, load_checkpoint
+from overtrained.probes import heldout_windows, pretrain_loss
+
+
+def noise_scales(model: Olmo2LM, scaling: str) -> dict[str, float]:
+    """Per-matrix noise std for gamma = 1."""
+    scales = {}
+    for name, param in model.named_parameters():
+        if param.ndim != 2:
+            continue
+        if scaling == "init":
+            scales[name] = model.init_std(name)
+        elif scaling == "rms":
+            scales[name] = param.detach().pow(2).mean().sqrt().item()
+        else:
+            raise ValueError(f"unknown scaling {scaling!r} (use 'init' or 'rms')")
+    return scales
+
+
+@torch.no_grad()
+def add_noise(model: Olmo2LM, scales: dict[str, float], gamma: float, seed: int) -> None:
+    """theta += N(0, (gamma * scale)^2), tensor by tensor in name order (reproducible)."""
+    generator = torch.Generator().manual_seed(seed)
+    params = dict(model.named_parameters())
+    for name in sorted(scales):
+        param = params[name]
+        noise = torch.randn(param.shape, generator=generator, dtype=param.dtype)
+        param.add_(noise * (gamma * scales[name]))
+
+
+@torch.no_grad()
+def perturbed_loss(
+    model: Olmo2LM, scales: dict[str, float], gamma: float, seed: int, windows: torch.Tensor
+) -> float:
+    """Loss of the model with noise added; the weights are restored afterwards."""
+    params = dict(model.named_parameters())
+    saved = {name: params[name].detach().clone() for name in scales}
+    try:
+        add_noise(model, scales, gamma, seed)
+        loss, _ = pretrain_loss(model, windows)
+    finally:
+        for name, value in saved.items():
+            params[name].copy_(value)
+    return loss
+
+
+def run(
+    model_dir: str | Path,
+    heldout_stream: str | Path,
+    gammas: dict[str, list[float]],
+    seeds: list[int],
+    retention_tokens: int,
+    out_json: str | Path,
+    params: dict,
+) -> dict:
+    started, t0 = provenance.now(), time.perf_counter()
+    model = load_checkpoint(model_dir).eval()
+    config = provenance.read_json(Path(model_dir) / "config.json")
+    windows = heldout_windows(heldout_stream, retention_tokens, config["max_position_embeddings"])
+    base, n = pretrain_loss(model, windows)
+    rows = []
+    for scaling, grid in gammas.items():
+        scales = noise_scales(model, scaling)
+        for gamma in grid:
+            for seed in seeds:
+                loss = perturbed_loss(model, scales, gamma, seed, windows)
+                rows.append(
+                    {
+                        "scaling": scaling,
+                        "gamma": gamma,
+                        "seed": seed,
+                        "perturbed_loss": loss,
+                        "loss_increase": loss - base,
+                        "n": n,
+                    }
+                )
+    weight_rms = {
+        name: p.detach().pow(2).mean().sqrt().item()
+        for name, p in model.named_parameters()
+        if p.ndim == 2
+    }
+    record = provenance.record(
+        "sensitivity",
+        params,
+        started,
+        time.perf_counter() - t0,
+        base_loss=base,
+        n=n,
+        perturbations=rows,
+        weight_rms=weight_rms,
+        model_sha=provenance.sha256_file(Path(model_dir) / "model.safetensors"),
+    )
+    provenance.write_json(out_json, record)
+    return record

@@ -1,0 +1,203 @@
+"""What the Snakefile needs from the config: names, paths, targets, params.
+
+Kept out of the .smk files so that it is unit-tested. Paths carry the identity
+of what they hold (family / checkpoint / model / suite), so a number in the
+tables can be traced to its file by eye.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from overtrained.config import format_lr, format_tokens, parse_tokens
+
+RESULTS = "results"
+FIGURES = ("sensitivity", "retention", "in_distribution", "benchmarks")
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROBES = "probes"
+
+# The library files each stage runs. Their content hash is a `params:` entry of the
+# stage's rule, so editing the fine-tuning code re-runs fine-tuning and what depends on
+# it, and nothing upstream. Shared helpers (config, provenance, workflow) only record
+# or route and are deliberately left out: editing them re-runs nothing.
+STAGE_CODE = {
+    "corpus": ("corpus.py",),
+    "tasks": ("tasks.py", "corpus.py"),
+    "pretrain": ("pretrain.py", "model.py"),
+    "finetune": ("finetune.py",),
+    "evaluate": ("evaluate.py", "lm_eval_tasks/*.yaml"),
+    "probes": ("probes.py", "model.py"),
+    "sensitivity": ("sensitivity.py", "probes.py", "model.py"),
+    "aggregate": ("tables.py",),
+    "figures": ("figures.py",),
+}
+
+
+@functools.cache
+def stage_code_hash(stage: str) -> str:
+    digest = hashlib.sha256()
+    for pattern in STAGE_CODE[stage]:
+        for path in sorted(PACKAGE_DIR.glob(pattern)):
+            digest.update(path.relative_to(PACKAGE_DIR).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    family: str
+    name: str
+    budget: str
+    tokens: int
+    seed: int
+
+
+def checkpoint_name(budget: str, seed: int) -> str:
+    return f"{budget}-seed{seed}"
+
+
+def checkpoints(cfg: dict, family: str) -> list[Checkpoint]:
+    fam = cfg["families"][family]
+    return [
+        Checkpoint(family, checkpoint_name(b, s), b, parse_tokens(b), s)
+        for s in fam["seeds"]
+        for b in fam["budgets"]
+    ]
+
+
+def checkpoint(cfg: dict, family: str, name: str) -> Checkpoint:
+    for ckpt in checkpoints(cfg, family):
+        if ckpt.name == name:
+            return ckpt
+    raise KeyError(f"no checkpoint {name!r} in family {family!r}")
+
+
+def lr_value(cfg: dict, task: str, lr: str) -> float:
+    for value in cfg["finetune"]["lrs"][task]:
+        if format_lr(value) == lr:
+            return value
+    raise KeyError(f"learning rate {lr!r} is not in finetune.lrs.{task}")
+
+
+def ft_models(cfg: dict) -> list[str]:
+    """Fine-tuned model ids, as used in paths: ft/{task}/lr{lr}/seed{seed}."""
+    ft = cfg["finetune"]
+    return [
+        f"ft/{task}/lr{format_lr(lr)}/seed{seed}"
+        for task in ft["tasks"]
+        for lr in ft["lrs"][task]
+        for seed in ft["seeds"]
+    ]
+
+
+def parse_ft_model(model: str) -> tuple[str, str, int]:
+    match = re.fullmatch(r"ft/([^/]+)/lr([^/]+)/seed(\d+)", model)
+    if not match:
+        raise ValueError(f"not a fine-tuned model id: {model!r}")
+    return match[1], match[2], int(match[3])
+
+
+def suites(cfg: dict) -> list[str]:
+    return [*cfg["evaluate"]["suites"], PROBES]
+
+
+def ckpt_dir(family: str, ckpt: str) -> str:
+    return f"{RESULTS}/{family}/{ckpt}"
+
+
+def evaluation_files(cfg: dict) -> list[str]:
+    """Every evaluation output: each model (base and fine-tuned) x each suite."""
+    out = []
+    for family in cfg["families"]:
+        for ckpt in checkpoints(cfg, family):
+            for model in ["base", *ft_models(cfg)]:
+                for suite in suites(cfg):
+                    out.append(f"{ckpt_dir(family, ckpt.name)}/{model}/eval/{suite}.json")
+    return out
+
+
+def train_files(cfg: dict) -> list[str]:
+    return [
+        f"{ckpt_dir(family, ckpt.name)}/{model}/train.json"
+        for family in cfg["families"]
+        for ckpt in checkpoints(cfg, family)
+        for model in ft_models(cfg)
+    ]
+
+
+def sensitivity_files(cfg: dict) -> list[str]:
+    return [
+        f"{ckpt_dir(family, ckpt.name)}/sensitivity.json"
+        for family in cfg["families"]
+        for ckpt in checkpoints(cfg, family)
+    ]
+
+
+def base_provenance_files(cfg: dict) -> list[str]:
+    return [
+        f"{ckpt_dir(family, ckpt.name)}/base/provenance.json"
+        for family in cfg["families"]
+        for ckpt in checkpoints(cfg, family)
+    ]
+
+
+def wildcard_constraints(cfg: dict) -> dict[str, str]:
+    def alternatives(names) -> str:
+        return "|".join(re.escape(n) for n in names)
+
+    return {
+        "family": alternatives(cfg["families"]),
+        "ckpt": r"[^/]+-seed\d+",
+        "task": alternatives(cfg["finetune"]["tasks"]),
+        "lr": r"[0-9][0-9.e+-]*",
+        "seed": r"\d+",
+        "suite": alternatives(suites(cfg)),
+        "model": r"base|ft/[^/]+/lr[^/]+/seed\d+",
+        "budget": alternatives(
+            sorted({b for fam in cfg["families"].values() for b in fam["budgets"]})
+        ),
+    }
+
+
+def max_budget_tokens(cfg: dict, family: str) -> int:
+    return max(parse_tokens(b) for b in cfg["families"][family]["budgets"])
+
+
+def train_stream_tokens(cfg: dict, family: str) -> int:
+    """Tokens of pre-training text to generate so that no budget repeats data.
+
+    Rounded up to a power of two of optimizer steps, so that adding a budget below the
+    largest one does not regenerate the corpus (which would re-run the whole family).
+    """
+    train = cfg["families"][family]["training"]
+    seq, batch = train["seq_len"], train["batch_size"]
+    steps = -(-max_budget_tokens(cfg, family) // (seq * batch))
+    return (1 << steps.bit_length()) * batch * (seq + 1)
+
+
+def corpus_spec_fields(corpus_cfg: dict) -> dict:
+    """The corpus config minus the keys the workflow (not the generator) uses."""
+    return {k: v for k, v in corpus_cfg.items() if k not in ("heldout_tokens", "tokenizer_documents")}
+
+
+def config_hash(cfg: dict) -> str:
+    digest = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+def model_dir(family: str, ckpt: str, model: str) -> str:
+    """Directory of a model's weights: the base checkpoint or a fine-tuned model."""
+    if model == "base":
+        return f"{ckpt_dir(family, ckpt)}/base"
+    return f"{ckpt_dir(family, ckpt)}/{model}/model"
+
+
+def finetune_hyperparameters(cfg: dict) -> dict:
+    """The finetune settings every run shares (the grid axes and keep_weights excluded)."""
+    skip = ("tasks", "lrs", "seeds", "keep_weights")
+    return {k: v for k, v in cfg["finetune"].items() if k not in skip}

@@ -1,0 +1,24 @@
+"""Rule `aggregate`: every JSON result into results/tables/metrics.parquet."""
+
+from overtrained import provenance, tables
+from overtrained.entry import log_to
+
+log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
+smk = snakemake  # noqa: F821
+rows = tables.collect(
+    evaluations=list(smk.input.evaluations),
+    trainings=list(smk.input.trainings),
+    sensitivity=list(smk.input.sensitivity),
+    checkpoints=list(smk.input.checkpoints),
+)
+tables.write_parquet(
+    rows,
+    smk.output.metrics,
+    metadata={
+        "config_hash": smk.params.config_hash,
+        "code_version": provenance.code_version(),
+        "versions": provenance.package_versions(),
+        "created": provenance.now(),
+    },
+)
+print(f"{len(rows)} rows -> {smk.output.metrics}")

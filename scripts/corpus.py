@@ -1,0 +1,36 @@
+"""Rule `corpus`: tokenizer + pre-training and held-out token streams of one family."""
+
+import time
+from pathlib import Path
+
+from overtrained import corpus, provenance
+from overtrained.config import parse_tokens
+from overtrained.entry import log_to, params_dict
+from overtrained.workflow import corpus_spec_fields
+
+log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
+smk = snakemake  # noqa: F821
+started, t0 = provenance.now(), time.perf_counter()
+cfg = dict(smk.params.corpus)
+spec = corpus.CorpusSpec.from_dict(corpus_spec_fields(cfg))
+tokenizer_dir = Path(smk.output.tokenizer).parent
+corpus.train_tokenizer(spec, smk.params.vocab_size, tokenizer_dir, cfg["tokenizer_documents"])
+train = corpus.write_token_stream(
+    spec, tokenizer_dir, "train", smk.params.train_tokens, smk.output.train, threads=smk.threads
+)
+heldout = corpus.write_token_stream(
+    spec, tokenizer_dir, "heldout", parse_tokens(cfg["heldout_tokens"]), smk.output.heldout
+)
+provenance.write_json(
+    smk.output.meta,
+    provenance.record(
+        "corpus",
+        params_dict(smk.params),
+        started,
+        time.perf_counter() - t0,
+        fingerprint=corpus.corpus_fingerprint(spec),
+        train=train,
+        heldout=heldout,
+        tokenizer_sha=provenance.sha256_file(smk.output.tokenizer),
+    ),
+)

@@ -1,0 +1,17 @@
+"""Rule `evaluate`: one lm-eval suite on one model (base or fine-tuned)."""
+
+from overtrained import evaluate
+from overtrained.entry import log_to, params_dict
+
+log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
+smk = snakemake  # noqa: F821
+suite = smk.params.suite
+mini = [name for name in suite["tasks"] if name.startswith(evaluate.MINI_PREFIX)]
+evaluate.run(
+    model_dir=smk.params.model_dir,
+    suite=suite,
+    mini_test_files=dict(zip(mini, smk.input.tests)),
+    out_json=smk.output[0],
+    params=params_dict(smk.params),
+    threads=smk.threads,
+)

@@ -1,0 +1,21 @@
+"""Rule `pretrain_trunk`: the shared warmup-stable run of the wsd and constant schedules."""
+
+import time
+from pathlib import Path
+
+from overtrained import pretrain, provenance
+from overtrained.entry import log_to, params_dict
+
+log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
+smk = snakemake  # noqa: F821
+started, t0 = provenance.now(), time.perf_counter()
+family = {"model": smk.params.model, "training": smk.params.training}
+out = Path(smk.output.states)
+out.mkdir(parents=True, exist_ok=True)
+states = {b: out / f"state-{b}.safetensors" for b in smk.params.budgets}
+result = pretrain.run_trunk(family, int(smk.wildcards.seed), Path(smk.input.train).parent, states)
+provenance.write_json(
+    out / "trunk.json",
+    provenance.record("pretrain_trunk", params_dict(smk.params), started,
+                      time.perf_counter() - t0, **result),
+)

@@ -1,0 +1,20 @@
+"""Rule `sensitivity`: Gaussian perturbation probe of one base checkpoint."""
+
+from pathlib import Path
+
+from overtrained import sensitivity
+from overtrained.config import parse_tokens
+from overtrained.entry import log_to, params_dict
+
+log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
+smk = snakemake  # noqa: F821
+cfg = smk.params.sensitivity
+sensitivity.run(
+    model_dir=Path(smk.input.model).parent,
+    heldout_stream=smk.input.heldout,
+    gammas={scaling: grid for scaling, grid in cfg["gammas"].items() if grid},
+    seeds=cfg["seeds"],
+    retention_tokens=parse_tokens(smk.params.retention_tokens),
+    out_json=smk.output[0],
+    params=params_dict(smk.params),
+)

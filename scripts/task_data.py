@@ -1,0 +1,16 @@
+"""Rule `task_data`: train/test JSONL of one miniature fine-tuning task."""
+
+from pathlib import Path
+
+from overtrained import corpus, provenance, tasks
+from overtrained.workflow import corpus_spec_fields
+from overtrained.entry import log_to
+
+log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
+smk = snakemake  # noqa: F821
+task = smk.params.task
+spec = corpus.CorpusSpec.from_dict(corpus_spec_fields(smk.params.corpus))
+meta = tasks.write_task(
+    Path(smk.output.train).parent, task["kind"], spec, task["n_train"], task["n_test"], task["seed"]
+)
+provenance.write_json(smk.output.meta, {**meta, "code": smk.params.code})

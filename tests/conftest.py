@@ -1,0 +1,84 @@
+"""Shared fixtures: a tiny corpus, tokenizer and checkpoint made by the project itself."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+def tiny_family() -> dict:
+    """A pretrain family small enough to train in a second."""
+    from overtrained import config
+
+    cfg = config.load(
+        {
+            "families": {
+                "tiny": {
+                    "source": "pretrain",
+                    "budgets": ["16K", "32K"],
+                    "model": {
+                        "vocab_size": 300,
+                        "hidden_size": 16,
+                        "num_hidden_layers": 1,
+                        "num_attention_heads": 2,
+                    },
+                    "corpus": {"n_topics": 16, "n_words": 300, "tokenizer_documents": 50,
+                               "heldout_tokens": "8K"},
+                    "training": {"batch_size": 4, "seq_len": 32, "warmup_tokens": 1024,
+                                 "log_every_steps": 10},
+                }
+            }
+        }
+    )
+    return cfg["families"]["tiny"]
+
+
+@pytest.fixture
+def family() -> dict:
+    return copy.deepcopy(tiny_family())
+
+
+@pytest.fixture(scope="session")
+def corpus_dir(tmp_path_factory) -> Path:
+    """tokenizer/ + train.npy + heldout.npy + corpus.json, as the corpus rule writes them."""
+    from overtrained import corpus, provenance
+    from overtrained.workflow import corpus_spec_fields
+
+    fam = tiny_family()
+    out = tmp_path_factory.mktemp("corpus")
+    spec = corpus.CorpusSpec.from_dict(corpus_spec_fields(fam["corpus"]))
+    corpus.train_tokenizer(spec, fam["model"]["vocab_size"], out / "tokenizer", 50)
+    corpus.write_token_stream(spec, out / "tokenizer", "train", 40_000, out / "train.npy")
+    corpus.write_token_stream(spec, out / "tokenizer", "heldout", 8_000, out / "heldout.npy")
+    provenance.write_json(out / "corpus.json", {"fingerprint": corpus.corpus_fingerprint(spec)})
+    return out
+
+
+@pytest.fixture(scope="session")
+def checkpoint_dir(corpus_dir, tmp_path_factory) -> Path:
+    """A pre-trained tiny checkpoint in Hugging Face format."""
+    from overtrained import pretrain
+
+    out = tmp_path_factory.mktemp("ckpt") / "base"
+    pretrain.run_checkpoint(tiny_family(), "16K", 0, corpus_dir, out, params={"code": "test"})
+    return out
+
+
+def load_yaml(path: Path) -> dict:
+    with open(path) as f:
+        return yaml.safe_load(f)

@@ -1,0 +1,100 @@
+"""Config validation: defaults, types, unknown keys, cross-field rules, one-line messages."""
+
+import copy
+
+import pytest
+import yaml
+
+from overtrained import config as C
+
+DEFAULT = yaml.safe_load(open(C.SCHEMA_PATH.parent.parent / "config.yaml"))
+
+
+def load_with(patch):
+    cfg = copy.deepcopy(DEFAULT)
+    patch(cfg)
+    return C.load(cfg)
+
+
+def test_empty_config_gets_every_default():
+    cfg = C.load({})
+    fam = cfg["families"]["mini"]
+    assert fam["training"]["schedule"] == "cosine"
+    assert fam["model"]["hidden_size"] == 32
+    assert set(cfg["finetune"]["tasks"]) == set(cfg["finetune"]["lrs"])
+    assert cfg["sensitivity"]["gammas"]["init"]
+
+
+def test_every_schema_property_is_described_and_defaulted():
+    schema = C.load_schema()
+    missing = []
+
+    def walk(node, path):
+        node = C._resolve(node, schema)
+        for key, sub in node.get("properties", {}).items():
+            sub_r = C._resolve(sub, schema)
+            if "description" not in sub_r:
+                missing.append(f"{path}.{key}: description")
+            required = key in node.get("required", [])
+            if "default" not in sub_r and not required:
+                missing.append(f"{path}.{key}: default")
+            walk(sub_r, f"{path}.{key}")
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict):
+            walk(extra, f"{path}.*")
+
+    walk(schema, "")
+    assert missing == []
+
+
+def test_shipped_config_is_valid():
+    cfg = C.load(DEFAULT)
+    assert cfg["families"]["mini"]["budgets"][0] == "250K"
+
+
+@pytest.mark.parametrize(
+    ("patch", "expected"),
+    [
+        (lambda c: c.update(finetun={}), "finetun: unknown key"),
+        (lambda c: c["families"]["mini"]["model"].update(hiden_size=8), "families.mini.model.hiden_size: unknown key"),
+        (lambda c: c["finetune"]["lrs"]["arith"].__setitem__(0, -1.0e-3), "finetune.lrs.arith[0]"),
+        (lambda c: c["finetune"]["lrs"].__setitem__("arith", []), "finetune.lrs.arith: must not be empty"),
+        (lambda c: c["families"]["mini"]["training"].update(schedule="linear"), "families.mini.training.schedule: 'linear' is not one of"),
+        (lambda c: c["families"].update({"my/family": c["families"].pop("mini")}), "not a safe identifier"),
+        (lambda c: c["families"].update({"my family": c["families"].pop("mini")}), "not a safe identifier"),
+        (lambda c: c["families"]["mini"].update(budgets=["1Q"]), "families.mini.budgets[0]: '1Q' is not a token count"),
+        (lambda c: c["families"]["mini"]["training"].update(batch_size="16"), "families.mini.training.batch_size"),
+        (lambda c: c["finetune"]["lrs"].update(arith=["1e-3"]), "write 1.0e-03"),
+        (lambda c: c["finetune"]["lrs"].pop("topic"), "no learning-rate grid for task 'topic'"),
+        (lambda c: c["finetune"]["lrs"].update(other=[1.0e-3]), "finetune.lrs.other: no task named"),
+        (lambda c: c["families"]["mini"]["model"].update(num_attention_heads=5), "does not divide"),
+        (lambda c: c["evaluate"]["suites"].update(probes={"tasks": ["arc_easy"]}), "'probes' is reserved"),
+        (lambda c: c["finetune"]["tasks"].pop("arith") and c["finetune"]["lrs"].pop("arith"), "mini_arithmetic"),
+        (lambda c: c["families"]["mini"]["training"].update(warmup_tokens="1M"), "warmup_tokens"),
+    ],
+)
+def test_bad_config_names_the_key(patch, expected):
+    with pytest.raises(C.ConfigError) as info:
+        load_with(patch)
+    message = str(info.value)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_token_counts_round_trip():
+    for text in ["250K", "1M", "1.5M", "8M", "3T", "2.5B"]:
+        assert C.format_tokens(C.parse_tokens(text)) == text
+    assert C.parse_tokens(4096) == 4096
+    assert C.parse_tokens("1.5M") == 1_500_000
+
+
+def test_budgets_are_sorted_by_tokens():
+    cfg = load_with(lambda c: c["families"]["mini"].update(budgets=["1M", "250K", "500K"]))
+    assert cfg["families"]["mini"]["budgets"] == ["250K", "500K", "1M"]
+
+
+def test_lr_spelling_is_canonical_and_unique():
+    assert C.format_lr(1.0e-3) == "0.001"
+    assert C.format_lr(3.0e-5) == "3e-05"
+    with pytest.raises(C.ConfigError, match="same"):
+        load_with(lambda c: c["finetune"]["lrs"].update(arith=[1.0e-3, 0.001000000000000001]))
