@@ -78,6 +78,23 @@ def code_version() -> str:
         return "unknown"
 
 
+def seconds_since_process_start() -> float:
+    """Wall time since this process was exec'd (Linux /proc; NaN elsewhere)."""
+    import time
+
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        boot = next(
+            float(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime")
+        )
+        return time.time() - (boot + int(fields[19]) / ticks)
+    except (OSError, ValueError, IndexError, StopIteration):
+        return float("nan")
+
+
 def scrub(text: str) -> str:
     return _SECRET.sub("<redacted>", text)
 

@@ -21,31 +21,19 @@ def repo() -> Path:
     return REPO
 
 
-def tiny_family() -> dict:
-    """A pretrain family small enough to train in a second."""
+TINY_CONFIG = REPO / "tests" / "configs" / "tiny.yaml"
+
+
+def tiny_config() -> dict:
+    """The smallest config that exercises every stage (tests/configs/tiny.yaml), validated."""
     from overtrained import config
 
-    cfg = config.load(
-        {
-            "families": {
-                "tiny": {
-                    "source": "pretrain",
-                    "budgets": ["16K", "32K"],
-                    "model": {
-                        "vocab_size": 300,
-                        "hidden_size": 16,
-                        "num_hidden_layers": 1,
-                        "num_attention_heads": 2,
-                    },
-                    "corpus": {"n_topics": 16, "n_words": 300, "tokenizer_documents": 50,
-                               "heldout_tokens": "8K"},
-                    "training": {"batch_size": 4, "seq_len": 32, "warmup_tokens": 1024,
-                                 "log_every_steps": 10},
-                }
-            }
-        }
-    )
-    return cfg["families"]["tiny"]
+    return config.load_file(TINY_CONFIG)
+
+
+def tiny_family() -> dict:
+    """A pretrain family small enough to train in a second."""
+    return tiny_config()["families"]["tiny"]
 
 
 @pytest.fixture
@@ -63,7 +51,7 @@ def corpus_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("corpus")
     spec = corpus.CorpusSpec.from_dict(corpus_spec_fields(fam["corpus"]))
     corpus.train_tokenizer(spec, fam["model"]["vocab_size"], out / "tokenizer", 50)
-    corpus.write_token_stream(spec, out / "tokenizer", "train", 40_000, out / "train.npy")
+    corpus.write_token_stream(spec, out / "tokenizer", "train", 80_000, out / "train.npy")
     corpus.write_token_stream(spec, out / "tokenizer", "heldout", 8_000, out / "heldout.npy")
     provenance.write_json(out / "corpus.json", {"fingerprint": corpus.corpus_fingerprint(spec)})
     return out

@@ -115,3 +115,22 @@ def test_same_seed_same_checkpoint(family, corpus_dir, tmp_path, checkpoint_dir)
     assert provenance.sha256_file(tmp_path / "again" / "model.safetensors") == (
         provenance.read_json(checkpoint_dir / "provenance.json")["sha"]
     )
+
+
+def test_our_adamw_matches_torch_adamw():
+    torch.manual_seed(0)
+    ref = torch.nn.Linear(8, 4)
+    ours = torch.nn.Linear(8, 4)
+    ours.load_state_dict(ref.state_dict())
+    groups_ref = [{"params": [ref.weight], "weight_decay": 0.1}, {"params": [ref.bias], "weight_decay": 0.0}]
+    groups_ours = [{"params": [ours.weight], "weight_decay": 0.1}, {"params": [ours.bias], "weight_decay": 0.0}]
+    opt_ref = torch.optim.AdamW(groups_ref, lr=1e-2, betas=(0.9, 0.95), foreach=False)
+    opt_ours = pretrain.AdamW(groups_ours, lr=1e-2, betas=(0.9, 0.95))
+    for step in range(20):
+        x = torch.randn(16, 8, generator=torch.Generator().manual_seed(step))
+        for model, opt in ((ref, opt_ref), (ours, opt_ours)):
+            opt.zero_grad()
+            model(x).pow(2).mean().backward()
+            opt.step()
+    assert torch.allclose(ref.weight, ours.weight, atol=1e-6)
+    assert torch.allclose(ref.bias, ours.bias, atol=1e-6)

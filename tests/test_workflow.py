@@ -1,0 +1,188 @@
+"""The workflow as users run it: lint, dry-runs, config errors, a tiny end-to-end run,
+and what a change makes stale (config values, inputs, a stage's own code)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from overtrained import config as C
+from overtrained import tables, workflow
+from tests.workflow_helpers import REPO, copy_repo, dry_run_jobs, job_counts, snakemake
+
+pytestmark = pytest.mark.workflow
+
+
+def expected_counts(cfg: dict) -> dict:
+    n_ckpt = sum(len(f["budgets"]) * len(f["seeds"]) for f in cfg["families"].values())
+    n_ft = len(workflow.ft_models(cfg))
+    n_families = len(cfg["families"])
+    return {
+        "corpus": n_families,
+        "task_data": n_families * len(cfg["finetune"]["tasks"]),
+        "pretrain": n_ckpt,
+        "finetune": n_ckpt * n_ft,
+        "evaluate": n_ckpt * (1 + n_ft) * len(cfg["evaluate"]["suites"]),
+        "probes": n_ckpt * (1 + n_ft),
+        "sensitivity": n_ckpt,
+        "aggregate": 1,
+        "figures": 1,
+    }
+
+
+def test_lint_is_clean():
+    result = snakemake(REPO, "--lint", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Lints for rule" not in result.stdout + result.stderr
+
+
+def test_default_config_dry_run_plans_every_stage(tmp_path):
+    jobs = dry_run_jobs(REPO, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path))
+    cfg = C.load_file(REPO / "config.yaml")
+    assert dict(job_counts(jobs)) == expected_counts(cfg)
+
+
+@pytest.mark.parametrize("schedule", ["wsd", "constant"])
+def test_trunk_schedules_plan_one_trunk_per_seed(tmp_path, schedule):
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg["families"]["mini"]["training"]["schedule"] = schedule
+    cfg["families"]["mini"]["seeds"] = [0, 1]
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    jobs = dry_run_jobs(tmp_path, "--snakefile", str(REPO / "Snakefile"), "--configfile", str(path))
+    counts = job_counts(jobs)
+    assert counts["pretrain_trunk"] == 2
+    assert counts["pretrain"] == 12
+
+
+BAD_CONFIGS = {
+    "typo": (lambda c: c["finetune"].update(learning_rates=[1.0e-3]), "finetune.learning_rates"),
+    "negative_lr": (lambda c: c["finetune"]["lrs"]["arith"].__setitem__(0, -0.001), "finetune.lrs.arith[0]"),
+    "schedule": (lambda c: c["families"]["tiny"]["training"].update(schedule="linear"), "families.tiny.training.schedule"),
+    "slash": (lambda c: c["families"].update({"a/b": c["families"].pop("tiny")}), "'a/b'"),
+    "space": (lambda c: c["families"].update({"a b": c["families"].pop("tiny")}), "'a b'"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_CONFIGS)
+def test_bad_config_stops_before_any_job(tmp_path, name):
+    patch, key = BAD_CONFIGS[name]
+    cfg = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
+    patch(cfg)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    result = snakemake(
+        tmp_path, "--snakefile", str(REPO / "Snakefile"), "--configfile", str(path),
+        "--cores", "1", check=False,
+    )
+    assert result.returncode != 0
+    assert f"Config error: {key}" in result.stderr
+    assert not (tmp_path / "results").exists()
+    assert not (tmp_path / "logs").exists()
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """The tiny config run end to end in a private copy of the workflow."""
+    work = copy_repo(tmp_path_factory.mktemp("wf") / "overtrained")
+    shutil.copy(REPO / "tests/configs/tiny.yaml", work / "config.yaml")
+    snakemake(work, "--cores", "2")
+    return work
+
+
+def test_metrics_parquet_has_declared_columns_types_and_rows(finished):
+    path = finished / "results/tables/metrics.parquet"
+    table = pq.read_table(path)
+    assert table.schema.remove_metadata() == tables.SCHEMA
+    df = pd.read_parquet(path)
+    cfg = C.load_file(finished / "config.yaml")
+    n_ckpt = len(cfg["families"]["tiny"]["budgets"])
+    n_ft = len(workflow.ft_models(cfg))
+    n_tasks = len(cfg["finetune"]["tasks"])
+    sens = cfg["sensitivity"]
+    n_perturb = sum(len(g) for g in sens["gammas"].values()) * len(sens["seeds"])
+    counts = df.groupby("suite").size().to_dict()
+    assert counts["pretrain"] == n_ckpt * 2
+    assert counts["train"] == n_ckpt * n_ft * 3
+    assert counts["probes"] == n_ckpt * (1 + n_ft) * (1 + n_tasks)
+    assert counts["sensitivity"] == n_ckpt * n_perturb * 2
+    # lm-eval: bits_per_byte & 2 perplexities for the language task, acc & acc_norm for the others
+    assert counts["mini"] == n_ckpt * (1 + n_ft) * (3 + 2 + 2)
+    assert df["checkpoint_sha"].str.fullmatch(r"[0-9a-f]{64}").all()
+    assert df["code_version"].ne("").all() and df["versions"].str.contains("torch").all()
+    assert df.loc[df.model == "finetuned", "lr"].notna().all()
+    assert set(df.model) == {"base", "finetuned", "perturbed"}
+    assert df.value.notna().all()
+    meta = table.schema.metadata
+    assert b"config_hash" in meta and b"code_version" in meta
+
+
+def test_every_figure_and_its_data_exist(finished):
+    for name in workflow.FIGURES:
+        assert (finished / f"results/figures/{name}.png").stat().st_size > 1000
+        assert (finished / f"results/figures/{name}.json").exists()
+
+
+def test_fine_tuned_weights_are_deleted_after_evaluation(finished):
+    assert list(finished.glob("results/tiny/*/ft/*/*/*/train.json"))
+    assert not list(finished.glob("results/tiny/*/ft/*/*/*/model"))
+
+
+def test_no_job_exceeds_its_memory(finished):
+    peaks = [
+        pd.read_csv(path, sep="\t")["max_rss"].max()
+        for path in finished.glob("logs/**/*.benchmark.tsv")
+    ]
+    assert peaks and max(peaks) < 2048
+
+
+def test_second_run_has_nothing_to_do(finished):
+    assert dry_run_jobs(finished) == []
+
+
+def test_changing_one_lr_reruns_only_that_lr_and_aggregation(finished, tmp_path):
+    cfg = yaml.safe_load((finished / "config.yaml").read_text())
+    cfg["finetune"]["lrs"]["arith"] = [1.0e-3, 3.0e-3]  # 1e-2 -> 3e-3
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    jobs = dry_run_jobs(finished, "--configfile", str(path))
+    per_lr = [(rule, out) for rule, out in jobs if rule not in ("aggregate", "figures")]
+    assert per_lr and all("ft/arith/lr0.003/" in out for _, out in per_lr)
+    n_ckpt = len(cfg["families"]["tiny"]["budgets"])
+    assert dict(job_counts(jobs)) == {
+        "finetune": n_ckpt, "evaluate": n_ckpt, "probes": n_ckpt, "aggregate": 1, "figures": 1,
+    }
+
+
+def test_a_stage_code_change_reruns_that_stage_and_downstream_only(finished):
+    source = finished / "overtrained/finetune.py"
+    original = source.read_text()
+    try:
+        source.write_text(original + "\n# a change to the fine-tuning code\n")
+        counts = job_counts(dry_run_jobs(finished))
+    finally:
+        source.write_text(original)
+    cfg = C.load_file(finished / "config.yaml")
+    expected = expected_counts(cfg)
+    n_ckpt_ft = expected["finetune"]
+    assert dict(counts) == {
+        "finetune": n_ckpt_ft,
+        "evaluate": n_ckpt_ft,  # the fine-tuned models' evaluations, not the base models'
+        "probes": n_ckpt_ft,
+        "aggregate": 1,
+        "figures": 1,
+    }
+
+
+def test_a_params_change_of_pretraining_reruns_pretraining(finished, tmp_path):
+    cfg = yaml.safe_load((finished / "config.yaml").read_text())
+    cfg["families"]["tiny"]["training"]["peak_lr"] = 1.0e-3
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    counts = job_counts(dry_run_jobs(finished, "--configfile", str(path)))
+    assert counts["pretrain"] == len(cfg["families"]["tiny"]["budgets"])
+    assert "corpus" not in counts and "task_data" not in counts

@@ -1,0 +1,61 @@
+"""Running Snakemake from tests, and reading what a dry-run says it would do."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def copy_repo(dest: Path) -> Path:
+    """A copy of the workflow (code, config, rules), so a test may edit its code."""
+    ignore = shutil.ignore_patterns(
+        ".git", ".venv", "results", "logs", ".snakemake", "__pycache__", ".pytest_cache",
+        ".ruff_cache", "*.egg-info", "benchmarks",
+    )
+    shutil.copytree(REPO, dest, ignore=ignore)
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900):
+    result = subprocess.run(
+        [*SNAKEMAKE, "--directory", str(workdir), *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        )
+    return result
+
+
+_JOB = re.compile(r"^(?:local)?rule (\w+):\n(?:.*\n)*?    output: (.*)$", re.MULTILINE)
+
+
+def dry_run_jobs(workdir: Path, *args: str) -> list[tuple[str, str]]:
+    """(rule, outputs) of every job a dry-run would execute."""
+    result = snakemake(workdir, "-n", *args)
+    text = result.stdout + result.stderr
+    if "Nothing to be done" in text:
+        return []
+    jobs = []
+    for block in re.split(r"\n(?=\[\w{3} \w{3} )", text):
+        rule = re.search(r"^(?:local)?rule (\w+):", block, re.MULTILINE)
+        if rule is None or rule[1] == "all":
+            continue
+        output = re.search(r"^\s+output: (.*)$", block, re.MULTILINE)
+        jobs.append((rule[1], output[1] if output else ""))
+    return jobs
+
+
+def job_counts(jobs) -> Counter:
+    return Counter(rule for rule, _ in jobs)
