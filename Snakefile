@@ -7,22 +7,19 @@
 The Snakefile is a table of contents; the logic lives in the `overtrained` package.
 """
 
-import os
 import sys
 
 from snakemake.utils import min_version
 
 min_version("9.0")
 
-# Rule scripts import the library from this checkout, whatever environment runs them.
 sys.path.insert(0, workflow.basedir)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p
-)
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import overtrained.config
 import overtrained.workflow as W
+
+# Rule scripts import the library from this checkout, whatever environment runs them.
+W.export_library_path(workflow.basedir)
 
 
 configfile: "config.yaml"
@@ -46,7 +43,7 @@ include: "rules/aggregate.smk"
 
 
 rule all:
+    default_target: True
     input:
         rules.aggregate.output,
         rules.figures.output,
-    default_target: True

@@ -79,7 +79,10 @@ def throughput(family: dict, steps: int, repeats: int) -> None:
     block = train["seq_len"] + 1
     with tempfile.TemporaryDirectory() as tmp:
         stream = Path(tmp) / "train.npy"
-        np.save(stream, rng.integers(0, vocab, (steps + 2) * train["batch_size"] * block).astype(np.uint16))
+        np.save(
+            stream,
+            rng.integers(0, vocab, (steps + 2) * train["batch_size"] * block).astype(np.uint16),
+        )
         batch = pretrain.BlockSampler(stream, train["seq_len"], train["batch_size"], 0).batch(0)
         stage_loop(family, stream, 5)  # warm up allocator and kernels
         ours, bare, bare_hf = [], [], []
@@ -89,10 +92,14 @@ def throughput(family: dict, steps: int, repeats: int) -> None:
             bare_hf.append(bare_loop(hf_model(family), batch, steps, 1e-3, hf=True))
     m_ours, m_bare, m_hf = (statistics.median(x) for x in (ours, bare, bare_hf))
     n_params = pretrain.build_model(family, 0).num_parameters()
-    print(f"model: {n_params:,} parameters, batch {train['batch_size']} x {train['seq_len']}, 1 thread")
-    print(f"pretrain stage loop            {m_ours:10.0f} tokens/s  (runs: {[round(x) for x in ours]})")
-    print(f"bare torch loop, same model    {m_bare:10.0f} tokens/s  (runs: {[round(x) for x in bare]})")
-    print(f"bare torch loop, HF Olmo2      {m_hf:10.0f} tokens/s  (runs: {[round(x) for x in bare_hf]})")
+    shape = f"batch {train['batch_size']} x {train['seq_len']}"
+    print(f"model: {n_params:,} parameters, {shape}, 1 thread")
+    for label, median, runs in (
+        ("pretrain stage loop", m_ours, ours),
+        ("bare torch loop, same model", m_bare, bare),
+        ("bare torch loop, HF Olmo2", m_hf, bare_hf),
+    ):
+        print(f"{label:30s} {median:10.0f} tokens/s  (runs: {[round(x) for x in runs]})")
     print(f"ratio stage / bare (target >= 0.9): {m_ours / m_bare:.3f}")
     print(f"ratio stage / bare HF Olmo2:        {m_ours / m_hf:.3f}")
 
@@ -111,17 +118,34 @@ def fixed_cost(base_config: dict) -> None:
         (work / "config.yaml").write_text(yaml.safe_dump(cfg))
         budget = config_module.load(cfg)["families"][name]["budgets"][0]
         target = f"results/{name}/{budget}-seed0/base/provenance.json"
-        snakemake = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-                     "--directory", str(work), "--cores", "1"]
-        subprocess.run([*snakemake, f"results/{name}/corpus/train.npy"], check=True,
-                       capture_output=True, cwd=work)
+        snakemake = [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(work),
+            "--cores",
+            "1",
+        ]
+        subprocess.run(
+            [*snakemake, f"results/{name}/corpus/train.npy"],
+            check=True,
+            capture_output=True,
+            cwd=work,
+        )
         costs = []
         for _ in range(3):
             shutil.rmtree(work / f"results/{name}/{budget}-seed0", ignore_errors=True)
             subprocess.run([*snakemake, target], check=True, capture_output=True, cwd=work)
             costs.append(provenance.read_json(work / target)["first_step_seconds"])
-    print(f"pretrain job, process start -> end of first step: median {statistics.median(costs):.2f} s "
-          f"(runs: {[round(c, 2) for c in costs]}; target <= 3 s)")
+    median = statistics.median(costs)
+    runs = [round(c, 2) for c in costs]
+    print(
+        f"pretrain job, process start -> end of first step: median {median:.2f} s "
+        f"(runs: {runs}; target <= 3 s)"
+    )
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """`overtrained`: work outside the DAG.
 
-    overtrained validate [config.yaml]   # check a config the way the workflow will
+overtrained validate [config.yaml]   # check a config the way the workflow will
 """
 
 from __future__ import annotations

@@ -106,12 +106,15 @@ def _describe(error: jsonschema.ValidationError) -> str:
             f"{where}: name {bad!r} is not a safe identifier: use letters, digits, '_' and '-', "
             "starting with a letter (names become file paths and wildcards)"
         )
-    if error.validator == "type" and isinstance(error.instance, str):
-        if _FLOAT_STRING.match(error.instance):
-            return (
-                f"{where}: {error.instance!r} was read as a string, not a number (YAML needs a "
-                f"dot in exponent notation): write {float(error.instance):.1e}"
-            )
+    if (
+        error.validator == "type"
+        and isinstance(error.instance, str)
+        and _FLOAT_STRING.match(error.instance)
+    ):
+        return (
+            f"{where}: {error.instance!r} was read as a string, not a number (YAML needs a "
+            f"dot in exponent notation): write {float(error.instance):.1e}"
+        )
     if error.validator == "enum":
         allowed = ", ".join(map(str, error.validator_value))
         return f"{where}: {error.instance!r} is not one of: {allowed}"

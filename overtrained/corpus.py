@@ -82,8 +82,32 @@ class CorpusSpec:
 
 
 # --------------------------------------------------------------------------- the language
-_ONSETS = ("", "b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z",
-           "sh", "th", "ch", "br", "tr", "kl", "st", "gr", "pl")
+_ONSETS = (
+    "",
+    "b",
+    "d",
+    "f",
+    "g",
+    "k",
+    "l",
+    "m",
+    "n",
+    "p",
+    "r",
+    "s",
+    "t",
+    "v",
+    "z",
+    "sh",
+    "th",
+    "ch",
+    "br",
+    "tr",
+    "kl",
+    "st",
+    "gr",
+    "pl",
+)
 _VOWELS = ("a", "e", "i", "o", "u", "ai", "ou", "ea")
 _CODAS = ("", "", "n", "r", "s", "l", "k", "m", "nd", "st")
 
@@ -96,10 +120,29 @@ _N_FUNCTION = {DET: 6, PREP: 14, CONJ: 5, PRON: 2}
 # Template pieces; a digit after D/N/V is the number group (0 = subject, verbs agree with it).
 _PREFIXES = ("", "P D3 N3 ,", "R ,")
 _SUBJECTS = ("E", "H", "D0 N0", "D0 A N0", "D0 A A N0")  # E/H (entity, pronoun) are singular
-_PREDICATES = ("V0", "V0 D1 N1", "V0 D1 A N1", "V0 D1 N1 P D2 N2", "V0 P D1 A N1",
-               "R V0 D1 N1", "V0 D1 N1 C V0 D2 N2", "V0 R")
-_SYMBOL = {"D": DET, "P": PREP, "C": CONJ, "H": PRON, ",": COMMA, ".": PERIOD, "E": ENT,
-           "N": NOUN, "V": VERB, "A": ADJ, "R": ADV}
+_PREDICATES = (
+    "V0",
+    "V0 D1 N1",
+    "V0 D1 A N1",
+    "V0 D1 N1 P D2 N2",
+    "V0 P D1 A N1",
+    "R V0 D1 N1",
+    "V0 D1 N1 C V0 D2 N2",
+    "V0 R",
+)
+_SYMBOL = {
+    "D": DET,
+    "P": PREP,
+    "C": CONJ,
+    "H": PRON,
+    ",": COMMA,
+    ".": PERIOD,
+    "E": ENT,
+    "N": NOUN,
+    "V": VERB,
+    "A": ADJ,
+    "R": ADV,
+}
 _N_GROUPS = 4
 
 
@@ -129,11 +172,16 @@ class _Language:
         stems.update({c: words(sizes[c], 4) for c in sorted(_CONTENT_SHARE)})
         forms: dict[int, list[str]] = {
             DET: stems[DET] + words(sizes[DET], 1),  # plural determiners are distinct words
-            PREP: stems[PREP], CONJ: stems[CONJ], PRON: stems[PRON],
-            COMMA: [","], PERIOD: ["."], ENT: ["?"],
+            PREP: stems[PREP],
+            CONJ: stems[CONJ],
+            PRON: stems[PRON],
+            COMMA: [","],
+            PERIOD: ["."],
+            ENT: ["?"],
             NOUN: stems[NOUN] + [w + "ek" for w in stems[NOUN]],
             VERB: stems[VERB] + [w + "on" for w in stems[VERB]],
-            ADJ: stems[ADJ], ADV: [w + "ith" for w in stems[ADV]],
+            ADJ: stems[ADJ],
+            ADV: [w + "ith" for w in stems[ADV]],
         }
         n_cls = len(_SYMBOL)
         self.size = np.array([sizes[c] for c in range(n_cls)])
@@ -179,8 +227,11 @@ class _Language:
         self.tpl_cdf[:, -1] = 1.0
         self.topic_weight = _zipf(n_t, 0.5)[rng.permutation(n_t)]
         n_res = spec.heldout_topics
-        self.topic_sets = {"train": np.arange(n_t - n_res), "heldout": np.arange(n_t - n_res),
-                           "task": np.arange(n_t - n_res, n_t)}
+        self.topic_sets = {
+            "train": np.arange(n_t - n_res),
+            "heldout": np.arange(n_t - n_res),
+            "task": np.arange(n_t - n_res, n_t),
+        }
 
 
 def _zipf(n: int, s: float) -> np.ndarray:
@@ -198,8 +249,12 @@ def reserved_topics(spec: CorpusSpec) -> tuple[int, ...]:
     return tuple(int(t) for t in _language(spec).topic_sets["task"])
 
 
-def _generate(spec: CorpusSpec, rng: np.random.Generator, allowed: np.ndarray,
-              topics: tuple[int, ...] | None = None) -> tuple[str, tuple[int, ...]]:
+def _generate(
+    spec: CorpusSpec,
+    rng: np.random.Generator,
+    allowed: np.ndarray,
+    topics: tuple[int, ...] | None = None,
+) -> tuple[str, tuple[int, ...]]:
     """Generate one document from ``rng``; returns (text, topics)."""
     lang = _language(spec)
     if topics is None and len(allowed) == 0:
@@ -243,8 +298,11 @@ def _generate(spec: CorpusSpec, rng: np.random.Generator, allowed: np.ndarray,
     rank = np.minimum(rank - lang.cls_start[cls], size - 1)
     idx = lang.perm_cat[lang.perm_base[cls] + topic * size + rank]
     # Burstiness: key nouns of the document (from its first topic) recur.
-    key_nouns = lang.perm_cat[lang.perm_base[NOUN] + doc_topics[0] * lang.size[NOUN]
-                              + rng.integers(0, 50, size=spec.n_key_nouns)]
+    key_nouns = lang.perm_cat[
+        lang.perm_base[NOUN]
+        + doc_topics[0] * lang.size[NOUN]
+        + rng.integers(0, 50, size=spec.n_key_nouns)
+    ]
     reuse = (cls == NOUN) & (rng.random(len(cls)) < spec.key_noun_prob)
     idx[reuse] = key_nouns[rng.integers(0, spec.n_key_nouns, size=int(reuse.sum()))]
 
@@ -284,8 +342,12 @@ def document_topics(spec: CorpusSpec, split: str, index: int) -> tuple[int, ...]
     return topics
 
 
-def generate_sentences(spec: CorpusSpec, rng: np.random.Generator, split: str = "train",
-                       topics: tuple[int, ...] | None = None) -> list[str]:
+def generate_sentences(
+    spec: CorpusSpec,
+    rng: np.random.Generator,
+    split: str = "train",
+    topics: tuple[int, ...] | None = None,
+) -> list[str]:
     """A document from a caller-owned RNG stream, split into sentences (for task builders)."""
     text, _ = _generate(spec, rng, _language(spec).topic_sets[split], topics)
     return split_sentences(text)
@@ -298,8 +360,11 @@ def split_sentences(text: str) -> list[str]:
 
 def corpus_fingerprint(spec: CorpusSpec) -> str:
     """Hash of the spec, the generator version and sample text: changes when the data would."""
-    payload = {"spec": spec.to_dict(), "generator_version": GENERATOR_VERSION,
-               "docs": [generate_document(spec, "train", i) for i in range(3)]}
+    payload = {
+        "spec": spec.to_dict(),
+        "generator_version": GENERATOR_VERSION,
+        "docs": [generate_document(spec, "train", i) for i in range(3)],
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -316,8 +381,12 @@ def train_tokenizer(spec: CorpusSpec, vocab_size: int, out_dir, n_documents: int
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = BpeTrainer(
-        vocab_size=vocab_size, special_tokens=[EOS_TOKEN, PAD_TOKEN], show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), min_frequency=2)
+        vocab_size=vocab_size,
+        special_tokens=[EOS_TOKEN, PAD_TOKEN],
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        min_frequency=2,
+    )
     docs = [generate_document(spec, "train", i) for i in range(n_documents)]
     tok.train_from_iterator(docs, trainer=trainer, length=len(docs))
     assert tok.token_to_id(EOS_TOKEN) == EOS_ID and tok.token_to_id(PAD_TOKEN) == PAD_ID
@@ -325,10 +394,15 @@ def train_tokenizer(spec: CorpusSpec, vocab_size: int, out_dir, n_documents: int
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tok.save(str(out / "tokenizer.json"))
-    config = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": EOS_TOKEN,
-              "eos_token": EOS_TOKEN, "pad_token": PAD_TOKEN,
-              "model_max_length": 1_000_000_000, "clean_up_tokenization_spaces": False,
-              "add_prefix_space": False}
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": EOS_TOKEN,
+        "eos_token": EOS_TOKEN,
+        "pad_token": PAD_TOKEN,
+        "model_max_length": 1_000_000_000,
+        "clean_up_tokenization_spaces": False,
+        "add_prefix_space": False,
+    }
     special = {"bos_token": EOS_TOKEN, "eos_token": EOS_TOKEN, "pad_token": PAD_TOKEN}
     for name, obj in (("tokenizer_config.json", config), ("special_tokens_map.json", special)):
         (out / name).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
@@ -369,8 +443,15 @@ def _encoded_batches(spec, split, tok, batch_docs: int, pipelined: bool):
             docs, future = upcoming, pool.submit(encode, upcoming)
 
 
-def write_token_stream(spec: CorpusSpec, tokenizer_path, split: str, n_tokens: int, out_path,
-                       threads: int = 1, batch_docs: int = 256) -> dict:
+def write_token_stream(
+    spec: CorpusSpec,
+    tokenizer_path,
+    split: str,
+    n_tokens: int,
+    out_path,
+    threads: int = 1,
+    batch_docs: int = 256,
+) -> dict:
     """Tokenize documents 0, 1, ... of ``split`` (EOS after each) into exactly ``n_tokens`` ids.
 
     Saved with ``np.save`` as a flat uint16 array (so dtype and shape travel with the file),
@@ -395,7 +476,7 @@ def write_token_stream(spec: CorpusSpec, tokenizer_path, split: str, n_tokens: i
                 ids = enc.ids
                 ids.append(EOS_ID)
                 take = min(len(ids), n_tokens - filled)
-                out[filled:filled + take] = ids[:take]
+                out[filled : filled + take] = ids[:take]
                 filled += take
                 n_docs += 1
                 chars += len(doc)
@@ -413,8 +494,12 @@ def write_token_stream(spec: CorpusSpec, tokenizer_path, split: str, n_tokens: i
     with open(tmp, "wb") as f:
         np.save(f, out)
     os.replace(tmp, out_path)
-    return {"n_tokens": int(n_tokens), "n_documents": n_docs, "chars": chars,
-            "seconds": round(time.perf_counter() - t0, 3)}
+    return {
+        "n_tokens": int(n_tokens),
+        "n_documents": n_docs,
+        "chars": chars,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
 
 
 def unigram_entropy(token_array, vocab_size: int) -> float:

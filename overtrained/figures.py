@@ -30,13 +30,13 @@ def _draw(panels: dict, path: Path, title: str, ylabel: str) -> None:
 
     n = max(1, len(panels))
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.6), squeeze=False)
-    for ax, (panel, curves) in zip(axes[0], panels.items()):
+    for ax, (panel, curves) in zip(axes[0], panels.items(), strict=False):
         for label, c in curves.items():
             style = "--" if label.startswith("base") else "-"
             color = "black" if label.startswith("base") else None
             (line,) = ax.plot(c["x"], c["y"], style, marker="o", ms=3, label=label, color=color)
-            lo = [y - e for y, e in zip(c["y"], c["err"])]
-            hi = [y + e for y, e in zip(c["y"], c["err"])]
+            lo = [y - e for y, e in zip(c["y"], c["err"], strict=True)]
+            hi = [y + e for y, e in zip(c["y"], c["err"], strict=True)]
             ax.fill_between(c["x"], lo, hi, alpha=0.15, color=line.get_color())
         ax.set_xscale("log")
         ax.set_xlabel("pre-training tokens")
@@ -104,7 +104,10 @@ def benchmarks(df: pd.DataFrame) -> dict:
 
 
 TITLES = {
-    "sensitivity": ("Gaussian perturbation: loss increase on held-out text", "loss increase (nats)"),
+    "sensitivity": (
+        "Gaussian perturbation: loss increase on held-out text",
+        "loss increase (nats)",
+    ),
     "retention": ("Pre-training loss after fine-tuning (fixed LR)", "held-out pre-training loss"),
     "in_distribution": ("In-distribution loss after fine-tuning", "task held-out loss"),
     "benchmarks": ("lm-eval suite: mean accuracy", "mean acc"),

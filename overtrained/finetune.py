@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -16,6 +17,13 @@ from overtrained import provenance
 from overtrained.tasks import read_jsonl
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def run_status(losses: list[float], factor: float) -> str:
+    """'diverged' if a loss is NaN/inf or exceeds `factor` x the first one, else 'ok'."""
+    if not losses or not all(math.isfinite(x) for x in losses):
+        return "diverged"
+    return "diverged" if max(losses) > factor * max(losses[0], 1e-8) else "ok"
 
 
 def sft_config(ft: dict, lr: float, seed: int, output_dir: str, use_cpu: bool):
@@ -67,14 +75,14 @@ def run(
     transformers.set_seed(seed)
     use_cpu = not torch.cuda.is_available()
     rows = read_jsonl(train_jsonl)
-    dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
+    dataset = Dataset.from_list(
+        [{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]
+    )
     model = transformers.AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     tokenizer = transformers.AutoTokenizer.from_pretrained(base_dir)
     out_model_dir = Path(out_model_dir)
     args = sft_config(ft, lr, seed, str(out_model_dir.parent / "trainer"), use_cpu)
-    trainer = SFTTrainer(
-        model=model, args=args, train_dataset=dataset, processing_class=tokenizer
-    )
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     train_start = time.perf_counter()
     result = trainer.train()
     train_seconds = time.perf_counter() - train_start
@@ -84,12 +92,14 @@ def run(
         if "loss" in entry
     ]
     final_loss = result.training_loss
-    status = "ok" if all(math.isfinite(c[2]) for c in curve) and math.isfinite(final_loss) else "diverged"
-    trainer.save_model(str(out_model_dir))  # safetensors (transformers' default)
+    status = run_status([c[2] for c in curve] + [final_loss], ft["divergence_factor"])
+    # save_pretrained writes safetensors + config only; Trainer.save_model would also
+    # pickle the training arguments (training_args.bin), and we keep no pickles.
+    trainer.model.save_pretrained(str(out_model_dir))
     tokenizer.save_pretrained(str(out_model_dir))
-    tokens_seen = int(trainer.state.num_input_tokens_seen or 0) or int(
-        sum(e.get("num_tokens", 0) for e in trainer.state.log_history[-1:])
-    )
+    shutil.rmtree(args.output_dir, ignore_errors=True)
+    # TRL logs the cumulative number of tokens trained on with every loss entry.
+    tokens_seen = int(max((e.get("num_tokens", 0) for e in trainer.state.log_history), default=0))
     base_prov = provenance.read_json(Path(base_dir) / "provenance.json")
     record = provenance.record(
         "finetune",

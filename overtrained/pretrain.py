@@ -27,7 +27,6 @@ from overtrained import provenance
 from overtrained.config import parse_tokens
 from overtrained.model import ModelShape, Olmo2LM, save_checkpoint
 
-
 STARTUP: dict[str, float] = {}
 
 
@@ -50,7 +49,9 @@ class Schedule:
         if self.kind == "cosine":
             span = max(1, self.total_steps - self.warmup_steps)
             progress = min(1.0, (step - self.warmup_steps) / span)
-            return self.min_lr + (self.peak_lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+            return self.min_lr + (self.peak_lr - self.min_lr) * 0.5 * (
+                1 + math.cos(math.pi * progress)
+            )
         if self.kind == "wsd":
             if step < self.decay_start:
                 return self.peak_lr

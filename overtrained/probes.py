@@ -44,7 +44,9 @@ def pretrain_loss(model: Olmo2LM, windows: torch.Tensor, batch_size: int = 32) -
     return total / count, count
 
 
-def encode_completion_rows(tokenizer_json: str | Path, rows: list[dict], eos_id: int, max_length: int):
+def encode_completion_rows(
+    tokenizer_json: str | Path, rows: list[dict], eos_id: int, max_length: int
+):
     """(input_ids, labels) per row: prompt tokens masked with -100, completion + EOS scored."""
     from tokenizers import Tokenizer
 

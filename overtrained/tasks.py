@@ -25,8 +25,7 @@ TASK_KINDS = ("corpus_language", "arithmetic", "topic_classification")
 
 # Made-up labels using letters (j, q, w, x, y) that the corpus lexicon never uses, so a label
 # can never coincide with a corpus word.
-LABEL_WORDS = ("jax", "quib", "wex", "yoj", "xul", "jiwy", "qoz", "wyx", "juq", "yex", "qaj",
-               "xow")
+LABEL_WORDS = ("jax", "quib", "wex", "yoj", "xul", "jiwy", "qoz", "wyx", "juq", "yex", "qaj", "xow")
 _TRAIN, _TEST = 0, 1
 _MAX_TRIES_PER_ROW = 50
 
@@ -56,8 +55,9 @@ def _unique_rows(make_row, n_train: int, n_test: int) -> tuple[list[dict], list[
     return splits[0], splits[1]
 
 
-def _corpus_language(spec, n_train, n_test, seed, *, max_prompt_chars: int = 220,
-                     max_completion_chars: int = 160):
+def _corpus_language(
+    spec, n_train, n_test, seed, *, max_prompt_chars: int = 220, max_completion_chars: int = 160
+):
     """Prompt = opening sentence(s) of a reserved-topic document, completion = what follows.
     Sentences are added while they fit the character budgets (~100 tokens per row)."""
     if spec.doc_sentences_min < 2:
@@ -71,7 +71,7 @@ def _corpus_language(spec, n_train, n_test, seed, *, max_prompt_chars: int = 220
             k += 1
         k = min(k, int(rng.integers(1, 3)))  # one or two sentences of context
         comp = [sents[k]]
-        for s in sents[k + 1:]:
+        for s in sents[k + 1 :]:
             if len(" ".join([*comp, s])) > max_completion_chars:
                 break
             comp.append(s)
@@ -80,8 +80,15 @@ def _corpus_language(spec, n_train, n_test, seed, *, max_prompt_chars: int = 220
     return _unique_rows(make_row, n_train, n_test)
 
 
-def _arithmetic(spec, n_train, n_test, seed, *, operand_range: tuple[int, int] = (0, 99),
-                ops: tuple[str, ...] = ("+", "-")):
+def _arithmetic(
+    spec,
+    n_train,
+    n_test,
+    seed,
+    *,
+    operand_range: tuple[int, int] = (0, 99),
+    ops: tuple[str, ...] = ("+", "-"),
+):
     """Distinct (a, op, b) problems with non-negative results, each with 4 answer choices."""
     lo, hi = (int(x) for x in operand_range)
     if not 0 <= lo <= hi:
@@ -92,13 +99,20 @@ def _arithmetic(spec, n_train, n_test, seed, *, operand_range: tuple[int, int] =
     total = ("+" in ops) * n * n + ("-" in ops) * n * (n + 1) // 2
     need = n_train + n_test
     if need > total:
-        raise ValueError(f"arithmetic with operands {lo}..{hi} and ops {ops} has only {total} "
-                         f"distinct problems; {need} requested (n_train + n_test)")
+        raise ValueError(
+            f"arithmetic with operands {lo}..{hi} and ops {ops} has only {total} "
+            f"distinct problems; {need} requested (n_train + n_test)"
+        )
     rng = np.random.default_rng([spec.seed, 10 + TASK_KINDS.index("arithmetic"), seed])
     ops = tuple(sorted(set(ops)))
     if 2 * need > total:  # dense: enumerate everything and shuffle
-        probs = [(a, op, b) for a in range(lo, hi + 1) for op in ops for b in range(lo, hi + 1)
-                 if op == "+" or a >= b]
+        probs = [
+            (a, op, b)
+            for a in range(lo, hi + 1)
+            for op in ops
+            for b in range(lo, hi + 1)
+            if op == "+" or a >= b
+        ]
         probs = [probs[i] for i in rng.permutation(len(probs))[:need]]
     else:  # sparse: rejection-sample distinct triples
         chosen: dict[tuple, None] = {}
@@ -116,8 +130,14 @@ def _arithmetic(spec, n_train, n_test, seed, *, operand_range: tuple[int, int] =
         wrong = sorted(x for x in near if x >= 0)
         picks = [wrong[i] for i in rng.choice(len(wrong), size=3, replace=False)]
         choices = [f" {x}" for x in rng.permutation([r, *picks])]
-        rows.append({"prompt": f"{a} {op} {b} =", "completion": f" {r}",
-                     "choices": choices, "target": choices.index(f" {r}")})
+        rows.append(
+            {
+                "prompt": f"{a} {op} {b} =",
+                "completion": f" {r}",
+                "choices": choices,
+                "target": choices.index(f" {r}"),
+            }
+        )
     return rows[:n_train], rows[n_train:]
 
 
@@ -131,8 +151,9 @@ def topic_labels(spec: CorpusSpec, n_labels: int = 8) -> dict[str, int]:
     return {w: int(t) for w, t in zip(LABEL_WORDS[:n_labels], topics, strict=True)}
 
 
-def _topic_classification(spec, n_train, n_test, seed, *, n_labels: int = 8,
-                          sentences: tuple[int, int] = (2, 3)):
+def _topic_classification(
+    spec, n_train, n_test, seed, *, n_labels: int = 8, sentences: tuple[int, int] = (2, 3)
+):
     """Prompt = 2-3 sentences of a fresh single-topic document + "\\nTopic:", completion = label.
     Labels are balanced within each split."""
     labels = topic_labels(spec, n_labels)
@@ -140,8 +161,9 @@ def _topic_classification(spec, n_train, n_test, seed, *, n_labels: int = 8,
     choices = [" " + w for w in words]
     order = {}
     for part, n in ((_TRAIN, n_train), (_TEST, n_test)):
-        rng = np.random.default_rng([spec.seed, 10 + TASK_KINDS.index("topic_classification"),
-                                     seed, part])
+        rng = np.random.default_rng(
+            [spec.seed, 10 + TASK_KINDS.index("topic_classification"), seed, part]
+        )
         order[part] = rng.permutation(np.arange(n) % n_labels)
 
     def make_row(part, index, position):
@@ -149,18 +171,26 @@ def _topic_classification(spec, n_train, n_test, seed, *, n_labels: int = 8,
         target = int(order[part][position])
         sents = generate_sentences(spec, rng, topics=(labels[words[target]],))
         k = int(rng.integers(sentences[0], sentences[1] + 1))
-        return {"prompt": " ".join(sents[:k]) + "\nTopic:", "completion": choices[target],
-                "choices": list(choices), "target": target}
+        return {
+            "prompt": " ".join(sents[:k]) + "\nTopic:",
+            "completion": choices[target],
+            "choices": list(choices),
+            "target": target,
+        }
 
     return _unique_rows(make_row, n_train, n_test)
 
 
-_BUILDERS = {"corpus_language": _corpus_language, "arithmetic": _arithmetic,
-             "topic_classification": _topic_classification}
+_BUILDERS = {
+    "corpus_language": _corpus_language,
+    "arithmetic": _arithmetic,
+    "topic_classification": _topic_classification,
+}
 
 
-def make_task(kind: str, spec: CorpusSpec, n_train: int, n_test: int, seed: int,
-              **options) -> tuple[list[dict], list[dict]]:
+def make_task(
+    kind: str, spec: CorpusSpec, n_train: int, n_test: int, seed: int, **options
+) -> tuple[list[dict], list[dict]]:
     """Build (train_rows, test_rows) for ``kind``; ``options`` are kind-specific keywords
     (arithmetic: operand_range, ops; topic_classification: n_labels, sentences;
     corpus_language: max_prompt_chars, max_completion_chars)."""
@@ -180,17 +210,26 @@ def _write_jsonl(path: Path, rows: list[dict]) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def write_task(out_dir, kind: str, spec: CorpusSpec, n_train: int, n_test: int, seed: int,
-               **options) -> dict:
+def write_task(
+    out_dir, kind: str, spec: CorpusSpec, n_train: int, n_test: int, seed: int, **options
+) -> dict:
     """Write ``train.jsonl`` and ``test.jsonl`` into ``out_dir``; return metadata."""
     train, test = make_task(kind, spec, n_train, n_test, seed, **options)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    sha = {name: _write_jsonl(out / name, rows)
-           for name, rows in (("train.jsonl", train), ("test.jsonl", test))}
-    return {"kind": kind, "n_train": len(train), "n_test": len(test), "seed": int(seed),
-            "options": {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()},
-            "corpus_fingerprint": corpus_fingerprint(spec), "sha256": sha}
+    sha = {
+        name: _write_jsonl(out / name, rows)
+        for name, rows in (("train.jsonl", train), ("test.jsonl", test))
+    }
+    return {
+        "kind": kind,
+        "n_train": len(train),
+        "n_test": len(test),
+        "seed": int(seed),
+        "options": {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()},
+        "corpus_fingerprint": corpus_fingerprint(spec),
+        "sha256": sha,
+    }
 
 
 def read_jsonl(path) -> list[dict]:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from overtrained.config import format_lr, format_tokens, parse_tokens
+from overtrained.config import format_lr, parse_tokens
 
 RESULTS = "results"
 FIGURES = ("sensitivity", "retention", "in_distribution", "benchmarks")
@@ -182,7 +183,16 @@ def train_stream_tokens(cfg: dict, family: str) -> int:
 
 def corpus_spec_fields(corpus_cfg: dict) -> dict:
     """The corpus config minus the keys the workflow (not the generator) uses."""
-    return {k: v for k, v in corpus_cfg.items() if k not in ("heldout_tokens", "tokenizer_documents")}
+    return {
+        k: v for k, v in corpus_cfg.items() if k not in ("heldout_tokens", "tokenizer_documents")
+    }
+
+
+def export_library_path(basedir: str) -> None:
+    """Put this checkout first on the PYTHONPATH of every job (local, conda or Slurm)."""
+    paths = [basedir, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
 def config_hash(cfg: dict) -> str:
@@ -195,6 +205,13 @@ def model_dir(family: str, ckpt: str, model: str) -> str:
     if model == "base":
         return f"{ckpt_dir(family, ckpt)}/base"
     return f"{ckpt_dir(family, ckpt)}/{model}/model"
+
+
+def model_record(family: str, ckpt: str, model: str) -> str:
+    """The JSON that describes how a model was made (pre-training or fine-tuning record)."""
+    if model == "base":
+        return f"{ckpt_dir(family, ckpt)}/base/provenance.json"
+    return f"{ckpt_dir(family, ckpt)}/{model}/train.json"
 
 
 def finetune_hyperparameters(cfg: dict) -> dict:

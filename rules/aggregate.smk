@@ -9,14 +9,14 @@ rule aggregate:
         checkpoints=W.base_provenance_files(config),
     output:
         metrics=f"{W.RESULTS}/tables/metrics.parquet",
-    params:
-        config_hash=W.config_hash(config),
-        code=W.stage_code_hash("aggregate"),
     log:
         "logs/aggregate.log",
     localrule: True
     conda:
         "../envs/analysis.yaml"
+    params:
+        config_hash=W.config_hash(config),
+        code=W.stage_code_hash("aggregate"),
     script:
         "../scripts/aggregate.py"
 
@@ -26,12 +26,12 @@ rule figures:
         metrics=rules.aggregate.output.metrics,
     output:
         figures=[f"{W.RESULTS}/figures/{name}.png" for name in W.FIGURES],
-    params:
-        code=W.stage_code_hash("figures"),
     log:
         "logs/figures.log",
     localrule: True
     conda:
         "../envs/analysis.yaml"
+    params:
+        code=W.stage_code_hash("figures"),
     script:
         "../scripts/figures.py"

@@ -19,9 +19,10 @@ def task_test_files(wildcards):
 def model_files(wildcards):
     """What an evaluation reads: the weights (base or fine-tuned) and their record."""
     path = W.model_dir(wildcards.family, wildcards.ckpt, wildcards.model)
+    record = W.model_record(wildcards.family, wildcards.ckpt, wildcards.model)
     if wildcards.model == "base":
-        return {"weights": f"{path}/model.safetensors", "record": f"{path}/provenance.json"}
-    return {"weights": path, "record": f"{os.path.dirname(path)}/train.json"}
+        return {"weights": f"{path}/model.safetensors", "record": record}
+    return {"weights": path, "record": record}
 
 
 def model_dir(wildcards):
@@ -31,3 +32,26 @@ def model_dir(wildcards):
 def ft_weights(path):
     """Fine-tuned weights live until their evaluations are done, unless the config keeps them."""
     return path if config["finetune"]["keep_weights"] else temp(path)
+
+
+def pretrain_inputs(wildcards):
+    inputs = {
+        "train": f"{corpus_dir(wildcards.family)}/train.npy",
+        "meta": f"{corpus_dir(wildcards.family)}/corpus.json",
+        "tokenizer": f"{corpus_dir(wildcards.family)}/tokenizer/tokenizer.json",
+    }
+    if family_cfg(wildcards)["training"]["schedule"] != "cosine":
+        ckpt = W.checkpoint(config, wildcards.family, wildcards.ckpt)
+        inputs["trunk"] = f"{W.RESULTS}/{wildcards.family}/trunk/seed{ckpt.seed}"
+    return inputs
+
+
+def mini_test_files(wildcards):
+    """Held-out split of the fine-tuning task behind each mini_<kind> lm-eval task."""
+    suite = config["evaluate"]["suites"][wildcards.suite]
+    by_kind = {t["kind"]: name for name, t in config["finetune"]["tasks"].items()}
+    return {
+        name: f"{W.RESULTS}/{wildcards.family}/tasks/{by_kind[name[5:]]}/test.jsonl"
+        for name in suite["tasks"]
+        if name.startswith("mini_")
+    }

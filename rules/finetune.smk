@@ -6,15 +6,15 @@ rule task_data:
         train=f"{W.RESULTS}/{{family}}/tasks/{{task}}/train.jsonl",
         test=f"{W.RESULTS}/{{family}}/tasks/{{task}}/test.jsonl",
         meta=f"{W.RESULTS}/{{family}}/tasks/{{task}}/task.json",
-    params:
-        task=lambda w: config["finetune"]["tasks"][w.task],
-        corpus=lambda w: family_cfg(w)["corpus"],
-        code=W.stage_code_hash("tasks"),
     log:
         "logs/task_data/{family}/{task}.log",
     localrule: True
     conda:
         "../envs/train.yaml"
+    params:
+        task=lambda w: config["finetune"]["tasks"][w.task],
+        corpus=lambda w: family_cfg(w)["corpus"],
+        code=W.stage_code_hash("tasks"),
     script:
         "../scripts/task_data.py"
 
@@ -26,22 +26,24 @@ rule finetune:
         train=rules.task_data.output.train,
     output:
         model=ft_weights(
-            directory(f"{W.RESULTS}/{{family}}/{{ckpt}}/ft/{{task}}/lr{{lr}}/seed{{seed}}/model")
+            directory(
+                f"{W.RESULTS}/{{family}}/{{ckpt}}/ft/{{task}}/lr{{lr}}/seed{{seed}}/model"
+            )
         ),
         record=f"{W.RESULTS}/{{family}}/{{ckpt}}/ft/{{task}}/lr{{lr}}/seed{{seed}}/train.json",
-    params:
-        finetune=W.finetune_hyperparameters(config),
-        lr=lambda w: W.lr_value(config, w.task, w.lr),
-        code=W.stage_code_hash("finetune"),
     log:
         "logs/finetune/{family}/{ckpt}/{task}-lr{lr}-seed{seed}.log",
     benchmark:
         "logs/finetune/{family}/{ckpt}/{task}-lr{lr}-seed{seed}.benchmark.tsv"
+    conda:
+        "../envs/train.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=60,
-    conda:
-        "../envs/train.yaml"
+    params:
+        finetune=W.finetune_hyperparameters(config),
+        lr=lambda w: W.lr_value(config, w.task, w.lr),
+        code=W.stage_code_hash("finetune"),
     script:
         "../scripts/finetune.py"

@@ -10,7 +10,7 @@ mini = [name for name in suite["tasks"] if name.startswith(evaluate.MINI_PREFIX)
 evaluate.run(
     model_dir=smk.params.model_dir,
     suite=suite,
-    mini_test_files=dict(zip(mini, smk.input.tests)),
+    mini_test_files=dict(zip(mini, smk.input.tests, strict=True)),
     out_json=smk.output[0],
     params=params_dict(smk.params),
     threads=smk.threads,

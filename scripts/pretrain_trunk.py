@@ -16,6 +16,7 @@ states = {b: out / f"state-{b}.safetensors" for b in smk.params.budgets}
 result = pretrain.run_trunk(family, int(smk.wildcards.seed), Path(smk.input.train).parent, states)
 provenance.write_json(
     out / "trunk.json",
-    provenance.record("pretrain_trunk", params_dict(smk.params), started,
-                      time.perf_counter() - t0, **result),
+    provenance.record(
+        "pretrain_trunk", params_dict(smk.params), started, time.perf_counter() - t0, **result
+    ),
 )

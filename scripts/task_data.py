@@ -3,8 +3,8 @@
 from pathlib import Path
 
 from overtrained import corpus, provenance, tasks
-from overtrained.workflow import corpus_spec_fields
 from overtrained.entry import log_to
+from overtrained.workflow import corpus_spec_fields
 
 log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
 smk = snakemake  # noqa: F821

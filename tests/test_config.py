@@ -7,7 +7,7 @@ import yaml
 
 from overtrained import config as C
 
-DEFAULT = yaml.safe_load(open(C.SCHEMA_PATH.parent.parent / "config.yaml"))
+DEFAULT = yaml.safe_load((C.SCHEMA_PATH.parent.parent / "config.yaml").read_text())
 
 
 def load_with(patch):
@@ -56,20 +56,50 @@ def test_shipped_config_is_valid():
     ("patch", "expected"),
     [
         (lambda c: c.update(finetun={}), "finetun: unknown key"),
-        (lambda c: c["families"]["mini"]["model"].update(hiden_size=8), "families.mini.model.hiden_size: unknown key"),
+        (
+            lambda c: c["families"]["mini"]["model"].update(hiden_size=8),
+            "families.mini.model.hiden_size: unknown key",
+        ),
         (lambda c: c["finetune"]["lrs"]["arith"].__setitem__(0, -1.0e-3), "finetune.lrs.arith[0]"),
-        (lambda c: c["finetune"]["lrs"].__setitem__("arith", []), "finetune.lrs.arith: must not be empty"),
-        (lambda c: c["families"]["mini"]["training"].update(schedule="linear"), "families.mini.training.schedule: 'linear' is not one of"),
-        (lambda c: c["families"].update({"my/family": c["families"].pop("mini")}), "not a safe identifier"),
-        (lambda c: c["families"].update({"my family": c["families"].pop("mini")}), "not a safe identifier"),
-        (lambda c: c["families"]["mini"].update(budgets=["1Q"]), "families.mini.budgets[0]: '1Q' is not a token count"),
-        (lambda c: c["families"]["mini"]["training"].update(batch_size="16"), "families.mini.training.batch_size"),
+        (
+            lambda c: c["finetune"]["lrs"].__setitem__("arith", []),
+            "finetune.lrs.arith: must not be empty",
+        ),
+        (
+            lambda c: c["families"]["mini"]["training"].update(schedule="linear"),
+            "families.mini.training.schedule: 'linear' is not one of",
+        ),
+        (
+            lambda c: c["families"].update({"my/family": c["families"].pop("mini")}),
+            "not a safe identifier",
+        ),
+        (
+            lambda c: c["families"].update({"my family": c["families"].pop("mini")}),
+            "not a safe identifier",
+        ),
+        (
+            lambda c: c["families"]["mini"].update(budgets=["1Q"]),
+            "families.mini.budgets[0]: '1Q' is not a token count",
+        ),
+        (
+            lambda c: c["families"]["mini"]["training"].update(batch_size="16"),
+            "families.mini.training.batch_size",
+        ),
         (lambda c: c["finetune"]["lrs"].update(arith=["1e-3"]), "write 1.0e-03"),
         (lambda c: c["finetune"]["lrs"].pop("topic"), "no learning-rate grid for task 'topic'"),
-        (lambda c: c["finetune"]["lrs"].update(other=[1.0e-3]), "finetune.lrs.other: no task named"),
+        (
+            lambda c: c["finetune"]["lrs"].update(other=[1.0e-3]),
+            "finetune.lrs.other: no task named",
+        ),
         (lambda c: c["families"]["mini"]["model"].update(num_attention_heads=5), "does not divide"),
-        (lambda c: c["evaluate"]["suites"].update(probes={"tasks": ["arc_easy"]}), "'probes' is reserved"),
-        (lambda c: c["finetune"]["tasks"].pop("arith") and c["finetune"]["lrs"].pop("arith"), "mini_arithmetic"),
+        (
+            lambda c: c["evaluate"]["suites"].update(probes={"tasks": ["arc_easy"]}),
+            "'probes' is reserved",
+        ),
+        (
+            lambda c: c["finetune"]["tasks"].pop("arith") and c["finetune"]["lrs"].pop("arith"),
+            "mini_arithmetic",
+        ),
         (lambda c: c["families"]["mini"]["training"].update(warmup_tokens="1M"), "warmup_tokens"),
     ],
 )

@@ -83,8 +83,11 @@ def test_reserved_topics_never_in_pretraining_splits():
 
 
 def test_corpus_is_rich_and_heavy_tailed():
-    words = [w.lower() for i in range(200)
-             for w in re.findall(r"[A-Za-z]+", generate_document(SPEC, "train", i))]
+    words = [
+        w.lower()
+        for i in range(200)
+        for w in re.findall(r"[A-Za-z]+", generate_document(SPEC, "train", i))
+    ]
     counts = collections.Counter(words)
     assert len(counts) > 1000
     top10 = sum(n for _, n in counts.most_common(10))
@@ -117,8 +120,11 @@ def test_tokenizer_round_trip_and_special_ids(tok_dir):
     assert tok.get_vocab_size() == VOCAB
     assert tok.token_to_id("<|endoftext|>") == EOS_ID == 0
     assert tok.token_to_id("<|pad|>") == PAD_ID == 1
-    texts = [generate_document(SPEC, split, i) for split in ("train", "heldout", "task")
-             for i in range(5)]
+    texts = [
+        generate_document(SPEC, split, i)
+        for split in ("train", "heldout", "task")
+        for i in range(5)
+    ]
     texts += ["12 + 35 = 47", "Topic:\n jax", "  leading spaces, naïve ünïcode ✓ \t"]
     for text in texts:
         ids = tok.encode(text, add_special_tokens=False).ids
@@ -130,8 +136,10 @@ def test_tokenizer_round_trip_and_special_ids(tok_dir):
 
 
 def test_tokenizer_training_is_deterministic_across_processes(tok_dir, tmp_path):
-    code = ("import sys; from overtrained.corpus import CorpusSpec, train_tokenizer; "
-            f"train_tokenizer(CorpusSpec(), {VOCAB}, sys.argv[1], n_documents=300)")
+    code = (
+        "import sys; from overtrained.corpus import CorpusSpec, train_tokenizer; "
+        f"train_tokenizer(CorpusSpec(), {VOCAB}, sys.argv[1], n_documents=300)"
+    )
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True)
     assert (tmp_path / "tokenizer.json").read_bytes() == (tok_dir / "tokenizer.json").read_bytes()
 
@@ -139,8 +147,10 @@ def test_tokenizer_training_is_deterministic_across_processes(tok_dir, tmp_path)
 def test_tokenizer_loads_with_transformers(tok_dir):
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    for hf in (PreTrainedTokenizerFast.from_pretrained(tok_dir),
-               AutoTokenizer.from_pretrained(tok_dir)):
+    for hf in (
+        PreTrainedTokenizerFast.from_pretrained(tok_dir),
+        AutoTokenizer.from_pretrained(tok_dir),
+    ):
         assert hf.eos_token_id == 0 and hf.pad_token_id == 1 and hf.bos_token_id == 0
         text = generate_document(SPEC, "heldout", 3)
         ids = hf(text, add_special_tokens=False)["input_ids"]
@@ -184,6 +194,8 @@ def test_unigram_entropy():
 
 
 def test_corpus_module_does_not_import_transformers():
-    code = ("import sys, overtrained.corpus; "
-            "assert 'transformers' not in sys.modules and 'torch' not in sys.modules")
+    code = (
+        "import sys, overtrained.corpus; "
+        "assert 'transformers' not in sys.modules and 'torch' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -60,15 +60,25 @@ def test_unknown_repo_task_lists_the_known_ones(tmp_path):
 def test_normalise_lm_eval_result_dict():
     saved = {
         "results": {
-            "arc_easy": {"alias": "arc_easy", "acc,none": 0.5, "acc_stderr,none": 0.05,
-                         "acc_norm,none": 0.6, "acc_norm_stderr,none": "N/A"},
+            "arc_easy": {
+                "alias": "arc_easy",
+                "acc,none": 0.5,
+                "acc_stderr,none": 0.05,
+                "acc_norm,none": 0.6,
+                "acc_norm_stderr,none": "N/A",
+            },
             "gsm8k": {"exact_match,strict-match": 0.1, "exact_match_stderr,strict-match": 0.01},
         },
         "n-samples": {"arc_easy": {"original": 100, "effective": 80}},
     }
     rows = {(r["task"], r["metric"]): r for r in evaluate.normalise(saved)}
-    assert rows[("arc_easy", "acc")] == {"task": "arc_easy", "metric": "acc", "value": 0.5,
-                                          "stderr": 0.05, "n": 80}
+    assert rows[("arc_easy", "acc")] == {
+        "task": "arc_easy",
+        "metric": "acc",
+        "value": 0.5,
+        "stderr": 0.05,
+        "n": 80,
+    }
     assert rows[("arc_easy", "acc_norm")]["stderr"] is None
     assert rows[("gsm8k", "exact_match[strict-match]")]["value"] == 0.1
     assert len(rows) == 3

@@ -18,7 +18,7 @@ def test_cosine_warms_up_then_anneals_to_min():
     lrs = [s.lr(i) for i in range(100)]
     assert lrs[0] == pytest.approx(0.1)  # 1/10 of peak on the first warmup step
     assert lrs[9] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
     assert s.lr(100) == pytest.approx(0.1)
 
 
@@ -70,7 +70,9 @@ def test_wsd_branch_from_trunk_state_equals_uninterrupted_run(family, corpus_dir
     opt = pretrain.make_optimizer(resumed, train)
     assert pretrain.load_state(resumed, opt, tmp_path / "state.safetensors") == branch
     pretrain.train_steps(resumed, opt, sampler, sched, branch, total, train, [])
-    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+    resumed_state = resumed.state_dict()
+    for name, a in straight.state_dict().items():
+        b = resumed_state[name]
         assert torch.allclose(a, b, atol=1e-6), name
 
 
@@ -92,8 +94,18 @@ def test_checkpoint_is_a_loadable_hf_model_with_provenance(checkpoint_dir):
     import transformers
 
     record = provenance.read_json(checkpoint_dir / "provenance.json")
-    for key in ("seed", "budget", "tokens", "schedule", "corpus_fingerprint", "versions",
-                "code_version", "tokens_per_second", "wall_seconds", "sha"):
+    for key in (
+        "seed",
+        "budget",
+        "tokens",
+        "schedule",
+        "corpus_fingerprint",
+        "versions",
+        "code_version",
+        "tokens_per_second",
+        "wall_seconds",
+        "sha",
+    ):
         assert key in record, key
     assert record["sha"] == provenance.sha256_file(checkpoint_dir / "model.safetensors")
     assert not list(checkpoint_dir.glob("*.bin")) and not list(checkpoint_dir.glob("*.pt"))
@@ -112,8 +124,9 @@ def test_pretraining_lowers_the_loss(checkpoint_dir):
 
 def test_same_seed_same_checkpoint(family, corpus_dir, tmp_path, checkpoint_dir):
     pretrain.run_checkpoint(family, "16K", 0, corpus_dir, tmp_path / "again", {"code": "test"})
-    assert provenance.sha256_file(tmp_path / "again" / "model.safetensors") == (
-        provenance.read_json(checkpoint_dir / "provenance.json")["sha"]
+    assert (
+        provenance.sha256_file(tmp_path / "again" / "model.safetensors")
+        == (provenance.read_json(checkpoint_dir / "provenance.json")["sha"])
     )
 
 
@@ -122,8 +135,14 @@ def test_our_adamw_matches_torch_adamw():
     ref = torch.nn.Linear(8, 4)
     ours = torch.nn.Linear(8, 4)
     ours.load_state_dict(ref.state_dict())
-    groups_ref = [{"params": [ref.weight], "weight_decay": 0.1}, {"params": [ref.bias], "weight_decay": 0.0}]
-    groups_ours = [{"params": [ours.weight], "weight_decay": 0.1}, {"params": [ours.bias], "weight_decay": 0.0}]
+    groups_ref = [
+        {"params": [ref.weight], "weight_decay": 0.1},
+        {"params": [ref.bias], "weight_decay": 0.0},
+    ]
+    groups_ours = [
+        {"params": [ours.weight], "weight_decay": 0.1},
+        {"params": [ours.bias], "weight_decay": 0.0},
+    ]
     opt_ref = torch.optim.AdamW(groups_ref, lr=1e-2, betas=(0.9, 0.95), foreach=False)
     opt_ours = pretrain.AdamW(groups_ours, lr=1e-2, betas=(0.9, 0.95))
     for step in range(20):

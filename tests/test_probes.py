@@ -43,7 +43,7 @@ def test_id_loss_scores_completion_and_eos_only(checkpoint_dir):
     rows = [{"prompt": "12 + 30 =", "completion": " 42"}, {"prompt": "a b c", "completion": " d e"}]
     encoded = probes.encode_completion_rows(checkpoint_dir / "tokenizer.json", rows, 0, 128)
     tok = Tokenizer.from_file(str(checkpoint_dir / "tokenizer.json"))
-    for row, (ids, labels) in zip(rows, encoded):
+    for row, (ids, labels) in zip(rows, encoded, strict=True):
         n_prompt = len(tok.encode(row["prompt"]).ids)
         assert labels[:n_prompt] == [-100] * n_prompt
         assert labels[n_prompt:] == ids[n_prompt:]

@@ -148,6 +148,8 @@ def test_write_and_read_jsonl(tmp_path):
 
 
 def test_tasks_module_is_light():
-    code = ("import sys, overtrained.tasks; "
-            "assert 'transformers' not in sys.modules and 'torch' not in sys.modules")
+    code = (
+        "import sys, overtrained.tasks; "
+        "assert 'transformers' not in sys.modules and 'torch' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -61,8 +61,14 @@ def test_trunk_schedules_plan_one_trunk_per_seed(tmp_path, schedule):
 
 BAD_CONFIGS = {
     "typo": (lambda c: c["finetune"].update(learning_rates=[1.0e-3]), "finetune.learning_rates"),
-    "negative_lr": (lambda c: c["finetune"]["lrs"]["arith"].__setitem__(0, -0.001), "finetune.lrs.arith[0]"),
-    "schedule": (lambda c: c["families"]["tiny"]["training"].update(schedule="linear"), "families.tiny.training.schedule"),
+    "negative_lr": (
+        lambda c: c["finetune"]["lrs"]["arith"].__setitem__(0, -0.001),
+        "finetune.lrs.arith[0]",
+    ),
+    "schedule": (
+        lambda c: c["families"]["tiny"]["training"].update(schedule="linear"),
+        "families.tiny.training.schedule",
+    ),
     "slash": (lambda c: c["families"].update({"a/b": c["families"].pop("tiny")}), "'a/b'"),
     "space": (lambda c: c["families"].update({"a b": c["families"].pop("tiny")}), "'a b'"),
 }
@@ -76,8 +82,14 @@ def test_bad_config_stops_before_any_job(tmp_path, name):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(cfg))
     result = snakemake(
-        tmp_path, "--snakefile", str(REPO / "Snakefile"), "--configfile", str(path),
-        "--cores", "1", check=False,
+        tmp_path,
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--configfile",
+        str(path),
+        "--cores",
+        "1",
+        check=False,
     )
     assert result.returncode != 0
     assert f"Config error: {key}" in result.stderr
@@ -154,7 +166,11 @@ def test_changing_one_lr_reruns_only_that_lr_and_aggregation(finished, tmp_path)
     assert per_lr and all("ft/arith/lr0.003/" in out for _, out in per_lr)
     n_ckpt = len(cfg["families"]["tiny"]["budgets"])
     assert dict(job_counts(jobs)) == {
-        "finetune": n_ckpt, "evaluate": n_ckpt, "probes": n_ckpt, "aggregate": 1, "figures": 1,
+        "finetune": n_ckpt,
+        "evaluate": n_ckpt,
+        "probes": n_ckpt,
+        "aggregate": 1,
+        "figures": 1,
     }
 
 

@@ -16,8 +16,16 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 def copy_repo(dest: Path) -> Path:
     """A copy of the workflow (code, config, rules), so a test may edit its code."""
     ignore = shutil.ignore_patterns(
-        ".git", ".venv", "results", "logs", ".snakemake", "__pycache__", ".pytest_cache",
-        ".ruff_cache", "*.egg-info", "benchmarks",
+        ".git",
+        ".venv",
+        "results",
+        "logs",
+        ".snakemake",
+        "__pycache__",
+        ".pytest_cache",
+        ".ruff_cache",
+        "*.egg-info",
+        "benchmarks",
     )
     shutil.copytree(REPO, dest, ignore=ignore)
     return dest
