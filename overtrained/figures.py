@@ -16,17 +16,28 @@ import pandas as pd
 from overtrained.workflow import FIGURES
 
 
+def tick_label(tokens: float) -> str:
+    """249856 -> '250K', 7999488 -> '8M': budgets are trained to whole steps, label the budget."""
+    rounded = float(f"{tokens:.2g}")
+    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if rounded >= scale:
+            return f"{rounded / scale:g}{suffix}"
+    return f"{rounded:g}"
+
+
 def _curve(frame: pd.DataFrame) -> dict:
     grouped = frame.groupby("tokens")["value"]
     mean, std = grouped.mean(), grouped.std(ddof=0).fillna(0.0)
     return {"x": mean.index.tolist(), "y": mean.tolist(), "err": std.tolist()}
 
 
-def _draw(panels: dict, path: Path, title: str, ylabel: str) -> None:
+def _draw(panels: dict, path: Path, title: str, ylabel: str, reference=None) -> None:
+    """One panel per entry; `reference` = (label, y) draws a horizontal line on each."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     n = max(1, len(panels))
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.6), squeeze=False)
@@ -38,7 +49,12 @@ def _draw(panels: dict, path: Path, title: str, ylabel: str) -> None:
             lo = [y - e for y, e in zip(c["y"], c["err"], strict=True)]
             hi = [y + e for y, e in zip(c["y"], c["err"], strict=True)]
             ax.fill_between(c["x"], lo, hi, alpha=0.15, color=line.get_color())
+        if reference is not None:
+            ax.axhline(reference[1], color="grey", lw=1, ls=":", label=reference[0])
         ax.set_xscale("log")
+        ticks = sorted({x for c in curves.values() for x in c["x"]})
+        ax.set_xticks(ticks, [tick_label(t) for t in ticks])
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("pre-training tokens")
         ax.set_ylabel(ylabel)
         ax.set_title(panel, fontsize=10)
@@ -122,7 +138,12 @@ def make_all(metrics_parquet: str | Path, out_dir: str | Path) -> dict:
     for name in FIGURES:
         panels = globals()[name](df)
         title, ylabel = TITLES[name]
-        _draw(panels, out_dir / f"{name}.png", title, ylabel)
+        reference = None
+        entropy = df[df.metric == "heldout_unigram_entropy"].value
+        if name == "retention" and len(entropy):
+            # Above this line a model knows less than token frequencies: pre-training erased.
+            reference = ("unigram entropy", float(entropy.mean()))
+        _draw(panels, out_dir / f"{name}.png", title, ylabel, reference)
         (out_dir / f"{name}.json").write_text(json.dumps(panels, indent=1))
         drawn[name] = panels
     return drawn

@@ -24,7 +24,7 @@ SCHEMA = pa.schema(
         ("budget", pa.string()),
         ("tokens", pa.int64()),
         ("pretrain_seed", pa.int64()),
-        ("model", pa.string()),  # base | finetuned | perturbed
+        ("model", pa.string()),  # base | finetuned | perturbed | corpus
         ("ft_task", pa.string()),
         ("lr", pa.float64()),
         ("ft_seed", pa.int64()),
@@ -103,6 +103,7 @@ def collect(
     trainings: list[str],
     sensitivity: list[str],
     checkpoints: list[str],
+    corpora: list[str] = (),
 ) -> list[dict]:
     """Rows of metrics.parquet from the workflow's JSON outputs."""
     index = _checkpoint_index(checkpoints)
@@ -166,6 +167,18 @@ def collect(
                     value=p[metric],
                     n=p["n"],
                 )
+    for path in corpora:
+        record = provenance.read_json(path)
+        if "heldout_unigram_entropy" not in record:
+            continue
+        add(
+            {**_job_columns(record, path), "family": Path(path).parts[-3], "model": "corpus"},
+            suite="corpus",
+            metric="heldout_unigram_entropy",
+            value=record["heldout_unigram_entropy"],
+            n=record["heldout"]["n_tokens"],
+            status="ok",
+        )
     return rows
 
 

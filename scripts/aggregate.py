@@ -10,6 +10,7 @@ rows = tables.collect(
     trainings=list(smk.input.trainings),
     sensitivity=list(smk.input.sensitivity),
     checkpoints=list(smk.input.checkpoints),
+    corpora=list(smk.input.corpora),
 )
 tables.write_parquet(
     rows,

@@ -3,6 +3,8 @@
 import time
 from pathlib import Path
 
+import numpy as np
+
 from overtrained import corpus, provenance
 from overtrained.config import parse_tokens
 from overtrained.entry import log_to, params_dict
@@ -31,6 +33,9 @@ provenance.write_json(
         fingerprint=corpus.corpus_fingerprint(spec),
         train=train,
         heldout=heldout,
+        heldout_unigram_entropy=corpus.unigram_entropy(
+            np.load(smk.output.heldout), smk.params.vocab_size
+        ),
         tokenizer_sha=provenance.sha256_file(smk.output.tokenizer),
     ),
 )

@@ -20,7 +20,13 @@ def train_jsonl(tmp_path_factory):
 def run(checkpoint_dir, train_jsonl, tmp_path, lr):
     ft = {**FT, "batch_size": 8, "max_length": 64}
     return finetune.run(
-        checkpoint_dir, train_jsonl, tmp_path / "model", tmp_path / "train.json", ft, lr, 0,
+        checkpoint_dir,
+        train_jsonl,
+        tmp_path / "model",
+        tmp_path / "train.json",
+        ft,
+        lr,
+        0,
         params={"code": "test", "lr": lr},
     )
 
@@ -38,7 +44,9 @@ def test_finetune_writes_safetensors_and_a_complete_record(checkpoint_dir, train
     files = {p.name for p in (tmp_path / "model").iterdir()}
     assert "model.safetensors" in files and "tokenizer.json" in files
     assert not {f for f in files if f.endswith((".bin", ".pt", ".pth", ".pkl"))}
-    assert not (tmp_path / "trainer").exists() or not any((tmp_path / "trainer").glob("checkpoint-*"))
+    assert not (tmp_path / "trainer").exists() or not any(
+        (tmp_path / "trainer").glob("checkpoint-*")
+    )
 
 
 def test_a_diverging_run_is_recorded_not_raised(checkpoint_dir, train_jsonl, tmp_path):

@@ -41,7 +41,9 @@ def test_lint_is_clean():
 
 
 def test_default_config_dry_run_plans_every_stage(tmp_path):
-    jobs = dry_run_jobs(REPO, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path))
+    jobs = dry_run_jobs(
+        tmp_path, "--snakefile", str(REPO / "Snakefile"), "--configfile", str(REPO / "config.yaml")
+    )
     cfg = C.load_file(REPO / "config.yaml")
     assert dict(job_counts(jobs)) == expected_counts(cfg)
 
@@ -69,8 +71,14 @@ BAD_CONFIGS = {
         lambda c: c["families"]["tiny"]["training"].update(schedule="linear"),
         "families.tiny.training.schedule",
     ),
-    "slash": (lambda c: c["families"].update({"a/b": c["families"].pop("tiny")}), "'a/b'"),
-    "space": (lambda c: c["families"].update({"a b": c["families"].pop("tiny")}), "'a b'"),
+    "slash": (
+        lambda c: c["families"].update({"a/b": c["families"].pop("tiny")}),
+        "families: name 'a/b'",
+    ),
+    "space": (
+        lambda c: c["families"].update({"a b": c["families"].pop("tiny")}),
+        "families: name 'a b'",
+    ),
 }
 
 

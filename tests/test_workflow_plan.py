@@ -1,0 +1,65 @@
+"""overtrained.workflow: the names, paths and params the Snakefile is built from."""
+
+import copy
+import re
+
+from overtrained import cli, workflow
+from overtrained import config as C
+from tests.conftest import tiny_config
+
+
+def test_fine_tuned_model_ids_round_trip():
+    cfg = tiny_config()
+    models = workflow.ft_models(cfg)
+    assert len(models) == sum(len(v) for v in cfg["finetune"]["lrs"].values())
+    for model in models:
+        task, lr, seed = workflow.parse_ft_model(model)
+        assert workflow.lr_value(cfg, task, lr) in cfg["finetune"]["lrs"][task]
+        assert re.fullmatch(workflow.wildcard_constraints(cfg)["model"], model)
+
+
+def test_checkpoint_names_parse_back():
+    cfg = tiny_config()
+    for ckpt in workflow.checkpoints(cfg, "tiny"):
+        assert workflow.checkpoint(cfg, "tiny", ckpt.name) == ckpt
+        assert re.fullmatch(workflow.wildcard_constraints(cfg)["ckpt"], ckpt.name)
+        assert ckpt.tokens == C.parse_tokens(ckpt.budget)
+
+
+def test_stream_covers_the_largest_budget_and_ignores_smaller_additions():
+    cfg = tiny_config()
+    train = cfg["families"]["tiny"]["training"]
+    before = workflow.train_stream_tokens(cfg, "tiny")
+    needed = workflow.max_budget_tokens(cfg, "tiny") * (train["seq_len"] + 1) / train["seq_len"]
+    assert before >= needed
+    more = copy.deepcopy(cfg)
+    more["families"]["tiny"]["budgets"] = ["8K", *cfg["families"]["tiny"]["budgets"]]
+    assert workflow.train_stream_tokens(more, "tiny") == before
+
+
+def test_stage_code_hash_follows_the_stage_files(tmp_path, monkeypatch):
+    (tmp_path / "finetune.py").write_text("a = 1\n")
+    (tmp_path / "pretrain.py").write_text("b = 1\n")
+    (tmp_path / "model.py").write_text("c = 1\n")
+    monkeypatch.setattr(workflow, "PACKAGE_DIR", tmp_path)
+    workflow.stage_code_hash.cache_clear()
+    ft, pre = workflow.stage_code_hash("finetune"), workflow.stage_code_hash("pretrain")
+    (tmp_path / "finetune.py").write_text("a = 2\n")
+    workflow.stage_code_hash.cache_clear()
+    assert workflow.stage_code_hash("finetune") != ft
+    assert workflow.stage_code_hash("pretrain") == pre
+    workflow.stage_code_hash.cache_clear()
+
+
+def test_finetune_params_leave_out_grid_axes_and_keep_weights():
+    params = workflow.finetune_hyperparameters(tiny_config())
+    assert not {"tasks", "lrs", "seeds", "keep_weights"} & set(params)
+    assert params["batch_size"] == 8
+
+
+def test_cli_validate(tmp_path, capsys):
+    assert cli.main(["validate", str(workflow.PACKAGE_DIR.parent / "config.yaml")]) == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("families: {mini: {source: pretrain, budgets: [-1]}}\n")
+    assert cli.main(["validate", str(bad)]) == 2
+    assert "families.mini.budgets[0]" in capsys.readouterr().err
