@@ -229,7 +229,17 @@ def load(raw: dict | None) -> dict:
     for grid in cfg["finetune"]["lrs"].values():
         if any(not math.isfinite(lr) for lr in grid):
             raise ConfigError("finetune.lrs: learning rates must be finite numbers")
-    return cfg
+    return _canonical(cfg)
+
+
+def _canonical(value):
+    """Sort every mapping by key. Snakemake compares `params:` by their text, so without
+    this, reordering keys in a config file would make jobs stale."""
+    if isinstance(value, dict):
+        return {key: _canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_canonical(item) for item in value]
+    return value
 
 
 def load_file(path: str | Path) -> dict:

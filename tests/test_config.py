@@ -128,3 +128,13 @@ def test_lr_spelling_is_canonical_and_unique():
     assert C.format_lr(3.0e-5) == "3e-05"
     with pytest.raises(C.ConfigError, match="same"):
         load_with(lambda c: c["finetune"]["lrs"].update(arith=[1.0e-3, 0.001000000000000001]))
+
+
+def test_key_order_in_the_file_does_not_matter():
+    """Snakemake compares params as text: reordered keys must give identical params."""
+    import json
+
+    reordered = json.loads(json.dumps(DEFAULT, sort_keys=True))
+    reordered["families"]["mini"] = dict(reversed(list(reordered["families"]["mini"].items())))
+    a, b = C.load(DEFAULT), C.load(reordered)
+    assert json.dumps(a) == json.dumps(b)

@@ -58,7 +58,7 @@ def test_trunk_schedules_plan_one_trunk_per_seed(tmp_path, schedule):
     jobs = dry_run_jobs(tmp_path, "--snakefile", str(REPO / "Snakefile"), "--configfile", str(path))
     counts = job_counts(jobs)
     assert counts["pretrain_trunk"] == 2
-    assert counts["pretrain"] == 12
+    assert counts["pretrain"] == 2 * len(cfg["families"]["mini"]["budgets"])
 
 
 BAD_CONFIGS = {
@@ -132,10 +132,12 @@ def test_metrics_parquet_has_declared_columns_types_and_rows(finished):
     assert counts["sensitivity"] == n_ckpt * n_perturb * 2
     # lm-eval: bits_per_byte & 2 perplexities for the language task, acc & acc_norm for the others
     assert counts["mini"] == n_ckpt * (1 + n_ft) * (3 + 2 + 2)
-    assert df["checkpoint_sha"].str.fullmatch(r"[0-9a-f]{64}").all()
+    assert counts["corpus"] == 1  # the held-out unigram entropy, a reference line
+    models = df[df.model != "corpus"]
+    assert models["checkpoint_sha"].str.fullmatch(r"[0-9a-f]{64}").all()
     assert df["code_version"].ne("").all() and df["versions"].str.contains("torch").all()
     assert df.loc[df.model == "finetuned", "lr"].notna().all()
-    assert set(df.model) == {"base", "finetuned", "perturbed"}
+    assert set(df.model) == {"base", "finetuned", "perturbed", "corpus"}
     assert df.value.notna().all()
     meta = table.schema.metadata
     assert b"config_hash" in meta and b"code_version" in meta

@@ -46,7 +46,8 @@ def summarize(run: Path) -> None:
         print("\n(b) Pre-training loss after fine-tuning at a fixed LR:\n")
         print(table(ft, ["ft_task", "lr"]))
         merged = ft.merge(
-            base[["tokens", "pretrain_seed", "value"]], on=["tokens", "pretrain_seed"],
+            base[["tokens", "pretrain_seed", "value"]],
+            on=["tokens", "pretrain_seed"],
             suffixes=("", "_base"),
         )
         merged["value"] = merged["value"] - merged["value_base"]
