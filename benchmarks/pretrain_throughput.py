@@ -104,6 +104,12 @@ def throughput(family: dict, steps: int, repeats: int) -> None:
     print(f"ratio stage / bare HF Olmo2:        {m_ours / m_hf:.3f}")
 
 
+def run_snakemake(command: list[str], work: Path) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, cwd=work)
+    if result.returncode:
+        sys.exit(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+
+
 def fixed_cost(base_config: dict) -> None:
     """Run one real `pretrain` job through Snakemake and read its recorded start-up time."""
     cfg = yaml.safe_load(yaml.safe_dump(base_config))
@@ -129,16 +135,11 @@ def fixed_cost(base_config: dict) -> None:
             "--cores",
             "1",
         ]
-        subprocess.run(
-            [*snakemake, f"results/{name}/corpus/train.npy"],
-            check=True,
-            capture_output=True,
-            cwd=work,
-        )
+        run_snakemake(snakemake + [f"results/{name}/corpus/train.npy"], work)
         costs = []
         for _ in range(3):
             shutil.rmtree(work / f"results/{name}/{budget}-seed0", ignore_errors=True)
-            subprocess.run([*snakemake, target], check=True, capture_output=True, cwd=work)
+            run_snakemake(snakemake + [target], work)
             costs.append(provenance.read_json(work / target)["first_step_seconds"])
     median = statistics.median(costs)
     runs = [round(c, 2) for c in costs]

@@ -30,17 +30,19 @@ def parse_tokens(value: int | str) -> int:
     """'250K' -> 250000, '1.5M' -> 1500000, 4096 -> 4096."""
     if isinstance(value, int):
         return value
+    if value.isdigit():
+        return int(value)
     number, suffix = value[:-1], value[-1]
     return int(round(float(number) * _SUFFIX[suffix]))
 
 
 def format_tokens(tokens: int) -> str:
-    """The inverse of parse_tokens for round numbers: 250000 -> '250K'."""
+    """Canonical spelling of a token count: 250000 -> '250K', 1500000 -> '1.5M', 8192 -> '8192'."""
     for suffix in ("T", "B", "M", "K"):
         scale = _SUFFIX[suffix]
         if tokens >= scale:
             text = f"{tokens / scale:.6g}"
-            if parse_tokens(text + suffix) == tokens:
+            if parse_tokens(text + suffix) == tokens and len(text.partition(".")[2]) <= 1:
                 return text + suffix
     return str(tokens)
 
@@ -224,8 +226,8 @@ def load(raw: dict | None) -> dict:
         raise ConfigError(_describe(first))
     _cross_checks(cfg)
     for fam in cfg["families"].values():
-        # Enumerations below iterate in budget order, whatever the config's order.
-        fam["budgets"] = sorted(fam["budgets"], key=parse_tokens)
+        # Budgets become checkpoint names: one spelling per count, in token order.
+        fam["budgets"] = [format_tokens(t) for t in sorted(map(parse_tokens, fam["budgets"]))]
     for grid in cfg["finetune"]["lrs"].values():
         if any(not math.isfinite(lr) for lr in grid):
             raise ConfigError("finetune.lrs: learning rates must be finite numbers")

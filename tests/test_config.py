@@ -118,9 +118,12 @@ def test_token_counts_round_trip():
     assert C.parse_tokens("1.5M") == 1_500_000
 
 
-def test_budgets_are_sorted_by_tokens():
-    cfg = load_with(lambda c: c["families"]["mini"].update(budgets=["1M", "250K", "500K"]))
-    assert cfg["families"]["mini"]["budgets"] == ["250K", "500K", "1M"]
+def test_budgets_are_sorted_by_tokens_and_spelled_one_way():
+    cfg = load_with(lambda c: c["families"]["mini"].update(budgets=["1M", 250000, "500K", 128000]))
+    assert cfg["families"]["mini"]["budgets"] == ["128K", "250K", "500K", "1M"]
+    assert C.format_tokens(8192) == "8192" and C.parse_tokens("8192") == 8192
+    with pytest.raises(C.ConfigError, match="same number of tokens"):
+        load_with(lambda c: c["families"]["mini"].update(budgets=["1M", 1000000]))
 
 
 def test_lr_spelling_is_canonical_and_unique():
