@@ -67,26 +67,35 @@ def _job_columns(record: dict, producer: str) -> dict:
     }
 
 
-def _identity(path: str, checkpoints: dict) -> dict:
-    match = _PATH.search(path)
-    if not match:
-        raise ValueError(f"cannot tell which model {path} belongs to")
-    ckpt = checkpoints[(match["family"], match["ckpt"])]
-    finetuned = match["task"] is not None
+def _checkpoint_columns(family: str, ckpt_name: str, checkpoints: dict) -> dict:
+    ckpt = checkpoints[(family, ckpt_name)]
     return {
-        "family": match["family"],
-        "checkpoint": match["ckpt"],
+        "family": family,
+        "checkpoint": ckpt_name,
         "budget": ckpt["budget"],
         "tokens": ckpt["tokens"],
         "pretrain_seed": ckpt["seed"],
-        "model": "finetuned" if finetuned else "base",
-        "ft_task": match["task"] if finetuned else None,
-        "lr": float(match["lr"]) if finetuned else None,
-        "ft_seed": int(match["seed"]) if finetuned else None,
-        "suite": match["suite"],
+        "model": "base",
         "source": ckpt.get("family_source", "pretrain"),
         "checkpoint_sha": ckpt["sha"],
     }
+
+
+def _identity(path: str, checkpoints: dict) -> dict:
+    """Who a train.json or eval/{suite}.json describes, read from its path."""
+    match = _PATH.search(path)
+    if not match:
+        raise ValueError(f"cannot tell which model {path} belongs to")
+    columns = _checkpoint_columns(match["family"], match["ckpt"], checkpoints)
+    columns["suite"] = match["suite"]
+    if match["task"] is not None:
+        columns.update(
+            model="finetuned",
+            ft_task=match["task"],
+            lr=float(match["lr"]),
+            ft_seed=int(match["seed"]),
+        )
+    return columns
 
 
 def _checkpoint_index(paths: list[str]) -> dict:
@@ -119,7 +128,7 @@ def collect(
         record = provenance.read_json(path)
         parts = Path(path).parts
         base = {
-            **_identity(f"{parts[-4]}/{parts[-3]}/base/train.json", index),
+            **_checkpoint_columns(parts[-4], parts[-3], index),
             **_job_columns(record, path),
             "suite": "pretrain",
             "status": "ok",
@@ -150,7 +159,7 @@ def collect(
         record = provenance.read_json(path)
         parts = Path(path).parts
         base = {
-            **_identity(f"{parts[-3]}/{parts[-2]}/base/train.json", index),
+            **_checkpoint_columns(parts[-3], parts[-2], index),
             **_job_columns(record, path),
             "model": "perturbed",
             "suite": "sensitivity",

@@ -165,6 +165,10 @@ def wildcard_constraints(cfg: dict) -> dict[str, str]:
     }
 
 
+def corpus_files(cfg: dict) -> list[str]:
+    return [f"{RESULTS}/{family}/corpus/corpus.json" for family in cfg["families"]]
+
+
 def max_budget_tokens(cfg: dict, family: str) -> int:
     return max(parse_tokens(b) for b in cfg["families"][family]["budgets"])
 

@@ -7,7 +7,7 @@ rule aggregate:
         trainings=W.train_files(config),
         sensitivity=W.sensitivity_files(config),
         checkpoints=W.base_provenance_files(config),
-        corpora=[f"{W.RESULTS}/{family}/corpus/corpus.json" for family in config["families"]],
+        corpora=W.corpus_files(config),
     output:
         metrics=f"{W.RESULTS}/tables/metrics.parquet",
     log:
