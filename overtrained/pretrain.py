@@ -308,7 +308,7 @@ def run_checkpoint(
             raise ValueError(f"schedule {kind!r} needs the trunk state of budget {budget}")
         start = load_state(model, optimizer, Path(trunk_state))
     schedule = _schedule(train, kind, total, decay_start=start)
-    tokens_per_second = float("nan")
+    tokens_per_second = None  # constant schedule: the checkpoint is the trunk state as is
     if start < total:
         tokens_per_second = train_steps(
             model, optimizer, sampler, schedule, start, total, train, curve

@@ -153,3 +153,19 @@ def test_our_adamw_matches_torch_adamw():
             opt.step()
     assert torch.allclose(ref.weight, ours.weight, atol=1e-6)
     assert torch.allclose(ref.bias, ours.bias, atol=1e-6)
+
+
+def test_constant_checkpoint_is_the_trunk_state_at_its_budget(family, corpus_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    family["training"]["schedule"] = "constant"
+    states = {b: tmp_path / f"state-{b}.safetensors" for b in family["budgets"]}
+    pretrain.run_trunk(family, 0, corpus_dir, states)
+    record = pretrain.run_checkpoint(
+        family, "16K", 0, corpus_dir, tmp_path / "ck", {"code": "x"}, states["16K"]
+    )
+    assert record["branch_step"] == record["steps"] and record["tokens_per_second"] is None
+    saved = load_file(str(tmp_path / "ck" / "model.safetensors"))
+    trunk = load_file(str(states["16K"]))
+    for name, tensor in saved.items():
+        assert torch.equal(tensor, trunk[f"model.{name}"]), name
