@@ -22,7 +22,11 @@ import overtrained.workflow as W
 W.export_library_path(workflow.basedir)
 
 
-configfile: "config.yaml"
+# The embedded default, unless `--configfile` names another config: that one then replaces
+# it (Snakemake would otherwise merge the two, mixing families, tasks and LR grids).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 try:

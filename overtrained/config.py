@@ -22,6 +22,16 @@ TOPIC_LABELS = 8  # labels of the topic_classification task (tasks.make_task's d
 _FLOAT_STRING = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 
+# JSON Schema's "integer" accepts 1.0e6 and 0.0; seeds and counts name files, so they
+# must be real integers (and booleans are not integers here either).
+_VALIDATOR = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)
+    ),
+)
+
+
 class ConfigError(ValueError):
     """A config problem, described in one line that names the key path."""
 
@@ -120,7 +130,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "enum":
         allowed = ", ".join(map(str, error.validator_value))
         return f"{where}: {error.instance!r} is not one of: {allowed}"
-    if "oneOf" in schema_path and isinstance(error.instance, (str, int)):
+    if "oneOf" in schema_path and isinstance(error.instance, (str, int, float)):
         return (
             f"{where}: {error.instance!r} is not a token count: use a positive integer or a "
             "number with a K/M/B/T suffix such as '250K' or '1.5M'"
@@ -174,6 +184,8 @@ def _cross_checks(cfg: dict) -> None:
                 f"{name!r} (training.seq_len {train['seq_len']}); lower max_length"
             )
         budgets = [parse_tokens(b) for b in fam["budgets"]]
+        if min(budgets) < 1:
+            raise ConfigError(f"{where}.budgets: a budget must be at least one token")
         if len(set(budgets)) != len(budgets):
             raise ConfigError(f"{where}.budgets: two budgets are the same number of tokens")
         tokens_per_step = train["batch_size"] * train["seq_len"]
@@ -185,6 +197,14 @@ def _cross_checks(cfg: dict) -> None:
             raise ConfigError(
                 f"{where}.training.warmup_tokens: {warmup} tokens of warmup do not fit in the "
                 f"smallest budget ({format_tokens(min(budgets))}); lower warmup_tokens"
+            )
+        retention = parse_tokens(cfg["evaluate"]["retention_tokens"])
+        needed = max(1, retention // train["seq_len"]) * (train["seq_len"] + 1)
+        if needed > parse_tokens(fam["corpus"]["heldout_tokens"]):
+            raise ConfigError(
+                f"evaluate.retention_tokens: {retention} tokens in windows of seq_len + 1 need "
+                f"{needed} held-out tokens, but families.{name}.corpus.heldout_tokens is "
+                f"{fam['corpus']['heldout_tokens']}; raise heldout_tokens or lower retention_tokens"
             )
         if min(budgets) < 4 * tokens_per_step:
             raise ConfigError(
@@ -218,10 +238,10 @@ def load(raw: dict | None) -> dict:
     cfg = copy.deepcopy(dict(raw or {}))
     schema = load_schema()
     _fill_defaults(cfg, schema, schema)
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _VALIDATOR(schema)
     errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), e.path))
     if errors:
-        # Report the deepest error of the first failing key: its message is the most specific.
+        # Report the error nearest the top of the config first: it names the outermost key.
         first = errors[0]
         raise ConfigError(_describe(first))
     _cross_checks(cfg)

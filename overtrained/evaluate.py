@@ -64,6 +64,7 @@ def run(
     out_json: str | Path,
     params: dict,
     threads: int = 1,
+    status: str = "ok",
 ) -> dict:
     """Evaluate one model on one suite and write the normalised results."""
     started, t0 = provenance.now(), time.perf_counter()
@@ -82,7 +83,9 @@ def run(
         else:
             tasks.append(name)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    # HFLM keeps a loaded model where it is (it ignores device=), so place it here.
     model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model = model.to(device)
     tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=suite["batch_size"], device=device)
     results = lm_eval.simple_evaluate(
@@ -107,6 +110,7 @@ def run(
         params,
         started,
         time.perf_counter() - t0,
+        status=status,
         metrics=normalise(results),
         lm_eval_version=results.get("lm_eval_version"),
         task_versions=results.get("versions", {}),

@@ -31,8 +31,8 @@ def _curve(frame: pd.DataFrame) -> dict:
     return {"x": mean.index.tolist(), "y": mean.tolist(), "err": std.tolist()}
 
 
-def _draw(panels: dict, path: Path, title: str, ylabel: str, reference=None) -> None:
-    """One panel per entry; `reference` = (label, y) draws a horizontal line on each."""
+def _draw(panels: dict, path: Path, title: str, ylabel: str, references=None) -> None:
+    """One panel per entry; `references[panel]` = (label, y) draws a horizontal line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -49,8 +49,9 @@ def _draw(panels: dict, path: Path, title: str, ylabel: str, reference=None) -> 
             lo = [y - e for y, e in zip(c["y"], c["err"], strict=True)]
             hi = [y + e for y, e in zip(c["y"], c["err"], strict=True)]
             ax.fill_between(c["x"], lo, hi, alpha=0.15, color=line.get_color())
-        if reference is not None:
-            ax.axhline(reference[1], color="grey", lw=1, ls=":", label=reference[0])
+        if references and panel in references:
+            label, y = references[panel]
+            ax.axhline(y, color="grey", lw=1, ls=":", label=label)
         ax.set_xscale("log")
         ticks = sorted({x for c in curves.values() for x in c["x"]})
         ax.set_xticks(ticks, [tick_label(t) for t in ticks])
@@ -130,20 +131,32 @@ TITLES = {
 }
 
 
+def family_panels(df: pd.DataFrame, name: str) -> tuple[dict, dict]:
+    """A figure's panels for every family (prefixed when there are several), and the
+    unigram-entropy reference line of each retention panel."""
+    families = sorted(df.family.dropna().unique())
+    panels, references = {}, {}
+    for family in families:
+        sub = df[df.family == family]
+        entropy = sub[sub.metric == "heldout_unigram_entropy"].value
+        for panel, curves in globals()[name](sub).items():
+            key = f"{family}: {panel}" if len(families) > 1 else panel
+            panels[key] = curves
+            if name == "retention" and len(entropy):
+                # Above this line a model knows less than token frequencies: pre-training erased.
+                references[key] = ("unigram entropy", float(entropy.iloc[0]))
+    return panels, references
+
+
 def make_all(metrics_parquet: str | Path, out_dir: str | Path) -> dict:
     df = pd.read_parquet(metrics_parquet)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     drawn = {}
     for name in FIGURES:
-        panels = globals()[name](df)
+        panels, references = family_panels(df, name)
         title, ylabel = TITLES[name]
-        reference = None
-        entropy = df[df.metric == "heldout_unigram_entropy"].value
-        if name == "retention" and len(entropy):
-            # Above this line a model knows less than token frequencies: pre-training erased.
-            reference = ("unigram entropy", float(entropy.mean()))
-        _draw(panels, out_dir / f"{name}.png", title, ylabel, reference)
+        _draw(panels, out_dir / f"{name}.png", title, ylabel, references)
         (out_dir / f"{name}.json").write_text(json.dumps(panels, indent=1))
         drawn[name] = panels
     return drawn

@@ -26,6 +26,12 @@ def run_status(losses: list[float], factor: float) -> str:
     return "diverged" if max(losses) > factor * max(losses[0], 1e-8) else "ok"
 
 
+def _bf16_supported() -> bool:
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
 def sft_config(ft: dict, lr: float, seed: int, output_dir: str, use_cpu: bool):
     """The SFTConfig of one run, from the config's finetune section."""
     from trl import SFTConfig
@@ -44,7 +50,7 @@ def sft_config(ft: dict, lr: float, seed: int, output_dir: str, use_cpu: bool):
         seed=seed,
         data_seed=seed,
         use_cpu=use_cpu,
-        bf16=not use_cpu,
+        bf16=not use_cpu and _bf16_supported(),
         report_to="none",
         save_strategy="no",
         logging_steps=1,

@@ -131,8 +131,19 @@ def record(stage: str, params: dict, started: str, wall_seconds: float, **extra)
     }
 
 
+def _scrubbed(obj: Any) -> Any:
+    if isinstance(obj, str):
+        return scrub(obj)
+    if isinstance(obj, dict):
+        return {key: _scrubbed(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_scrubbed(value) for value in obj]
+    return obj
+
+
 def write_json(path: str | Path, obj: Any) -> None:
-    """Write JSON atomically, so a killed job never leaves half a file behind."""
+    """Write JSON atomically (a killed job leaves no half file), with secrets scrubbed."""
+    obj = _scrubbed(obj)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -165,6 +165,13 @@ def wildcard_constraints(cfg: dict) -> dict[str, str]:
     }
 
 
+def training_params(training: dict) -> dict:
+    """The training settings a checkpoint depends on (decay_fraction only matters for wsd)."""
+    if training["schedule"] == "wsd":
+        return training
+    return {k: v for k, v in training.items() if k != "decay_fraction"}
+
+
 def corpus_files(cfg: dict) -> list[str]:
     return [f"{RESULTS}/{family}/corpus/corpus.json" for family in cfg["families"]]
 

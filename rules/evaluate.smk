@@ -18,7 +18,7 @@ rule evaluate:
         "../envs/eval.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=lambda wildcards, attempt: 2000 * attempt,
         runtime=60,
     params:
         model_dir=model_dir,
@@ -43,7 +43,7 @@ rule probes:
         "../envs/train.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=lambda wildcards, attempt: 2000 * attempt,
         runtime=30,
     params:
         model_dir=model_dir,
@@ -68,7 +68,7 @@ rule sensitivity:
         "../envs/train.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=lambda wildcards, attempt: 2000 * attempt,
         runtime=30,
     params:
         sensitivity=config["sensitivity"],

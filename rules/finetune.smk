@@ -13,7 +13,7 @@ rule task_data:
         "../envs/train.yaml"
     params:
         task=lambda w: config["finetune"]["tasks"][w.task],
-        corpus=lambda w: family_cfg(w)["corpus"],
+        corpus=lambda w: W.corpus_spec_fields(family_cfg(w)["corpus"]),
         code=W.stage_code_hash("tasks"),
     script:
         "../scripts/task_data.py"
@@ -39,7 +39,7 @@ rule finetune:
         "../envs/train.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=lambda wildcards, attempt: 2000 * attempt,
         runtime=60,
     params:
         finetune=W.finetune_hyperparameters(config),

@@ -15,7 +15,7 @@ rule corpus:
         "../envs/train.yaml"
     threads: 2
     resources:
-        mem_mb=2000,
+        mem_mb=lambda wildcards, attempt: 2000 * attempt,
         runtime=30,
     params:
         corpus=lambda w: family_cfg(w)["corpus"],
@@ -39,7 +39,7 @@ rule pretrain_trunk:
         "../envs/train.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=lambda wildcards, attempt: 2000 * attempt,
         runtime=120,
     params:
         model=lambda w: family_cfg(w)["model"],
@@ -64,11 +64,11 @@ rule pretrain:
         "../envs/train.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=lambda wildcards, attempt: 2000 * attempt,
         runtime=120,
     params:
         model=lambda w: family_cfg(w)["model"],
-        training=lambda w: family_cfg(w)["training"],
+        training=lambda w: W.training_params(family_cfg(w)["training"]),
         budget=lambda w: W.checkpoint(config, w.family, w.ckpt).budget,
         seed=lambda w: W.checkpoint(config, w.family, w.ckpt).seed,
         code=W.stage_code_hash("pretrain"),

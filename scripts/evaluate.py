@@ -1,6 +1,6 @@
 """Rule `evaluate`: one lm-eval suite on one model (base or fine-tuned)."""
 
-from overtrained import evaluate
+from overtrained import evaluate, provenance
 from overtrained.entry import log_to, params_dict
 
 log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
@@ -14,4 +14,5 @@ evaluate.run(
     out_json=smk.output[0],
     params=params_dict(smk.params),
     threads=smk.threads,
+    status=provenance.read_json(smk.input.record).get("status", "ok"),
 )

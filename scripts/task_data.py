@@ -4,12 +4,11 @@ from pathlib import Path
 
 from overtrained import corpus, provenance, tasks
 from overtrained.entry import log_to
-from overtrained.workflow import corpus_spec_fields
 
 log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
 smk = snakemake  # noqa: F821
 task = smk.params.task
-spec = corpus.CorpusSpec.from_dict(corpus_spec_fields(smk.params.corpus))
+spec = corpus.CorpusSpec.from_dict(smk.params.corpus)
 meta = tasks.write_task(
     Path(smk.output.train).parent, task["kind"], spec, task["n_train"], task["n_test"], task["seed"]
 )

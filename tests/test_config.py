@@ -101,6 +101,11 @@ def test_shipped_config_is_valid():
             "mini_arithmetic",
         ),
         (lambda c: c["families"]["mini"]["training"].update(warmup_tokens="1M"), "warmup_tokens"),
+        (lambda c: c["families"]["mini"].update(budgets=[1.0e6]), "is not a token count"),
+        (lambda c: c["families"]["mini"].update(seeds=[0.0]), "families.mini.seeds[0]"),
+        (lambda c: c["families"]["mini"].update(budgets=["0K", "1M"]), "at least one token"),
+        (lambda c: c["evaluate"].update(retention_tokens="1M"), "evaluate.retention_tokens"),
+        (lambda c: c["finetune"].update(warmup_ratio=1), "finetune.warmup_ratio"),
     ],
 )
 def test_bad_config_names_the_key(patch, expected):

@@ -212,3 +212,10 @@ def test_a_params_change_of_pretraining_reruns_pretraining(finished, tmp_path):
     counts = job_counts(dry_run_jobs(finished, "--configfile", str(path)))
     assert counts["pretrain"] == len(cfg["families"]["tiny"]["budgets"])
     assert "corpus" not in counts and "task_data" not in counts
+
+
+def test_configfile_replaces_the_default_config():
+    """`snakemake --configfile X` in the repo runs X's families only, not config.yaml's too."""
+    jobs = dry_run_jobs(REPO, "--configfile", str(REPO / "tests/configs/tiny.yaml"))
+    outputs = " ".join(out for _, out in jobs)
+    assert "results/tiny/" in outputs and "results/mini/" not in outputs
