@@ -18,6 +18,7 @@ import yaml
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
 _SUFFIX = {"K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}
+MINI_PREFIX = "mini_"  # lm-eval tasks shipped in overtrained/lm_eval_tasks/, one per task kind
 TOPIC_LABELS = 8  # labels of the topic_classification task (tasks.make_task's default)
 _FLOAT_STRING = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
@@ -223,8 +224,8 @@ def _cross_checks(cfg: dict) -> None:
                 )
     for suite_name, suite in cfg["evaluate"]["suites"].items():
         for i, task in enumerate(suite["tasks"]):
-            if task.startswith("mini_"):
-                kind = task[len("mini_") :]
+            if task.startswith(MINI_PREFIX):
+                kind = task.removeprefix(MINI_PREFIX)
                 if kinds.count(kind) != 1:
                     raise ConfigError(
                         f"evaluate.suites.{suite_name}.tasks[{i}]: {task!r} reads the held-out "

@@ -17,9 +17,9 @@ from pathlib import Path
 import yaml
 
 from overtrained import provenance
+from overtrained.config import MINI_PREFIX
 
 TASK_DIR = Path(__file__).resolve().parent / "lm_eval_tasks"
-MINI_PREFIX = "mini_"
 
 
 def repo_task_config(name: str, test_file: str | Path) -> dict:

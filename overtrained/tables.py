@@ -68,7 +68,7 @@ def _job_columns(record: dict, producer: str) -> dict:
 
 
 def _checkpoint_columns(family: str, ckpt_name: str, checkpoints: dict) -> dict:
-    ckpt = checkpoints[(family, ckpt_name)]
+    ckpt = checkpoints[(family, ckpt_name)][1]
     return {
         "family": family,
         "checkpoint": ckpt_name,
@@ -99,11 +99,11 @@ def _identity(path: str, checkpoints: dict) -> dict:
 
 
 def _checkpoint_index(paths: list[str]) -> dict:
+    """(family, checkpoint) -> (provenance path, record), each file read once."""
     index = {}
     for path in paths:
-        record = provenance.read_json(path)
         parts = Path(path).parts
-        index[(parts[-4], parts[-3])] = record
+        index[(parts[-4], parts[-3])] = (path, provenance.read_json(path))
     return index
 
 
@@ -124,11 +124,9 @@ def collect(
         row.update(values)
         rows.append(row)
 
-    for path in checkpoints:
-        record = provenance.read_json(path)
-        parts = Path(path).parts
+    for (family, ckpt_name), (path, record) in index.items():
         base = {
-            **_checkpoint_columns(parts[-4], parts[-3], index),
+            **_checkpoint_columns(family, ckpt_name, index),
             **_job_columns(record, path),
             "suite": "pretrain",
             "status": "ok",

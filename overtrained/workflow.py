@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from overtrained.config import format_lr, parse_tokens
+from overtrained.config import MINI_PREFIX, format_lr, parse_tokens
 
 RESULTS = "results"
 FIGURES = ("sensitivity", "retention", "in_distribution", "benchmarks")
@@ -170,6 +170,17 @@ def training_params(training: dict) -> dict:
     if training["schedule"] == "wsd":
         return training
     return {k: v for k, v in training.items() if k != "decay_fraction"}
+
+
+def mini_test_files(cfg: dict, family: str, suite: str) -> dict[str, str]:
+    """Held-out split of the fine-tuning task behind each mini_<kind> lm-eval task of a suite
+    (config validation guarantees exactly one task of each such kind)."""
+    by_kind = {t["kind"]: name for name, t in cfg["finetune"]["tasks"].items()}
+    return {
+        name: f"{RESULTS}/{family}/tasks/{by_kind[name.removeprefix(MINI_PREFIX)]}/test.jsonl"
+        for name in cfg["evaluate"]["suites"][suite]["tasks"]
+        if name.startswith(MINI_PREFIX)
+    }
 
 
 def corpus_files(cfg: dict) -> list[str]:

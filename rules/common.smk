@@ -19,10 +19,9 @@ def task_test_files(wildcards):
 def model_files(wildcards):
     """What an evaluation reads: the weights (base or fine-tuned) and their record."""
     path = W.model_dir(wildcards.family, wildcards.ckpt, wildcards.model)
+    weights = f"{path}/model.safetensors" if wildcards.model == "base" else path
     record = W.model_record(wildcards.family, wildcards.ckpt, wildcards.model)
-    if wildcards.model == "base":
-        return {"weights": f"{path}/model.safetensors", "record": record}
-    return {"weights": path, "record": record}
+    return {"weights": weights, "record": record}
 
 
 def model_dir(wildcards):
@@ -47,11 +46,4 @@ def pretrain_inputs(wildcards):
 
 
 def mini_test_files(wildcards):
-    """Held-out split of the fine-tuning task behind each mini_<kind> lm-eval task."""
-    suite = config["evaluate"]["suites"][wildcards.suite]
-    by_kind = {t["kind"]: name for name, t in config["finetune"]["tasks"].items()}
-    return {
-        name: f"{W.RESULTS}/{wildcards.family}/tasks/{by_kind[name[5:]]}/test.jsonl"
-        for name in suite["tasks"]
-        if name.startswith("mini_")
-    }
+    return W.mini_test_files(config, wildcards.family, wildcards.suite)

@@ -22,6 +22,7 @@ rule evaluate:
         runtime=60,
     params:
         model_dir=model_dir,
+        mini_test_files=mini_test_files,
         suite=lambda w: config["evaluate"]["suites"][w.suite],
         code=W.stage_code_hash("evaluate"),
     script:
@@ -47,6 +48,7 @@ rule probes:
         runtime=30,
     params:
         model_dir=model_dir,
+        task_test_files=task_test_files,
         retention_tokens=config["evaluate"]["retention_tokens"],
         max_length=config["finetune"]["max_length"],
         code=W.stage_code_hash("probes"),

@@ -5,12 +5,10 @@ from overtrained.entry import log_to, params_dict
 
 log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
 smk = snakemake  # noqa: F821
-suite = smk.params.suite
-mini = [name for name in suite["tasks"] if name.startswith(evaluate.MINI_PREFIX)]
 evaluate.run(
     model_dir=smk.params.model_dir,
-    suite=suite,
-    mini_test_files=dict(zip(mini, smk.input.tests, strict=True)),
+    suite=smk.params.suite,
+    mini_test_files=smk.params.mini_test_files,
     out_json=smk.output[0],
     params=params_dict(smk.params),
     threads=smk.threads,

@@ -1,7 +1,5 @@
 """Rule `probes`: pre-training loss (retention) and in-distribution losses of one model."""
 
-from pathlib import Path
-
 from overtrained import probes, provenance
 from overtrained.config import parse_tokens
 from overtrained.entry import log_to, params_dict
@@ -9,11 +7,10 @@ from overtrained.entry import log_to, params_dict
 log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
 smk = snakemake  # noqa: F821
 record = provenance.read_json(smk.input.record)
-tests = {Path(path).parent.name: path for path in smk.input.tests}
 probes.run(
     model_dir=smk.params.model_dir,
     heldout_stream=smk.input.heldout,
-    task_tests=tests,
+    task_tests=smk.params.task_test_files,
     retention_tokens=parse_tokens(smk.params.retention_tokens),
     max_length=smk.params.max_length,
     out_json=smk.output[0],
