@@ -51,3 +51,10 @@ rule all:
     input:
         rules.aggregate.output,
         rules.figures.output,
+
+
+rule prefetch:
+    """Everything that needs internet, for clusters whose compute nodes have none."""
+    input:
+        W.prefetch_files(config),
+    localrule: True

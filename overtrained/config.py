@@ -94,6 +94,18 @@ def _fill_defaults(instance: Any, schema: dict, root: dict) -> None:
                 _fill_defaults(value, extra, root)
 
 
+def fill_definition_defaults(definition: dict, where: str = "dataset") -> dict:
+    """Validate a dataset definition (schema `$defs/dataset_definition`) and fill its defaults.
+    Defaults inside `oneOf` branches are not filled by `load`, so dataset_tasks calls this."""
+    schema = load_schema()
+    sub = schema["$defs"]["dataset_definition"]
+    _fill_defaults(definition, sub, schema)
+    errors = sorted(_VALIDATOR({**sub, "$defs": schema["$defs"]}).iter_errors(definition), key=str)
+    if errors:
+        raise ConfigError(f"{where}.{_describe(errors[0])}".replace(".(top level)", ""))
+    return definition
+
+
 def _key_path(path) -> str:
     out = ""
     for part in path:
@@ -212,6 +224,8 @@ def _cross_checks(cfg: dict) -> None:
                 f"{where}.budgets: {format_tokens(min(budgets))} is fewer than 4 optimizer steps "
                 f"of {tokens_per_step} tokens (batch_size x seq_len); raise the budget"
             )
+    _check_batch(ft)
+    _resolve_datasets(tasks)
     kinds = [t["kind"] for t in tasks.values()]
     if "topic_classification" in kinds:
         for name, fam in cfg["families"].items():
@@ -232,6 +246,48 @@ def _cross_checks(cfg: dict) -> None:
                         f"split of the fine-tuning task of kind {kind!r}, but finetune.tasks has "
                         f"{kinds.count(kind)} of that kind (need exactly one)"
                     )
+
+
+def _check_batch(ft: dict) -> None:
+    """batch_size = per_device_batch_size x accumulation x GPUs, in whole numbers."""
+    devices = max(ft["gpus"], 1)
+    per_device = ft["per_device_batch_size"] or ft["batch_size"] // devices
+    if per_device < 1 or ft["batch_size"] % (per_device * devices):
+        raise ConfigError(
+            f"finetune.batch_size: {ft['batch_size']} examples per step cannot be split into "
+            f"{devices} device(s) x per_device_batch_size {ft['per_device_batch_size']} x a whole "
+            "number of accumulation steps; make batch_size a multiple of their product"
+        )
+    if ft["fsdp"] and ft["gpus"] < 2:
+        raise ConfigError("finetune.fsdp: FSDP shards over GPUs; it needs finetune.gpus >= 2")
+
+
+def _resolve_datasets(tasks: dict) -> None:
+    """Replace each dataset task's `dataset` (a shipped name or a dict) by its full definition."""
+    from overtrained import dataset_tasks
+
+    for name, task in tasks.items():
+        where = f"finetune.tasks.{name}"
+        if task["kind"] != "dataset":
+            if "dataset" in task:
+                raise ConfigError(
+                    f"{where}.dataset: only tasks of kind 'dataset' read a dataset "
+                    f"(this one is {task['kind']!r}); remove the key or set kind: dataset"
+                )
+            continue
+        if "dataset" not in task:
+            raise ConfigError(
+                f"{where}.dataset: a task of kind 'dataset' names a dataset: one of "
+                f"{', '.join(sorted(dataset_tasks.library()))} or a full definition"
+            )
+        try:
+            task["dataset"] = dataset_tasks.resolve(task["dataset"], f"{where}.dataset")
+            dataset_tasks.check(task["dataset"], f"{where}.dataset")
+        except ValueError as err:
+            message = str(err)
+            if not message.startswith(where):
+                message = f"{where}.dataset: {message}"
+            raise ConfigError(message) from None
 
 
 def load(raw: dict | None) -> dict:

@@ -1,15 +1,33 @@
 """Supervised fine-tuning of one checkpoint on one task at one learning rate, with TRL.
 
 Data are prompt/completion rows (raw pre-training checkpoints have no chat template),
-so TRL masks the prompt and trains on the completion only by default. A run whose loss
-becomes NaN/inf is a result, not a crash: it is recorded with status "diverged".
+so TRL masks the prompt and trains on the completion only by default.
+
+Built for sweeps on shared GPUs:
+
+* the effective batch (examples per optimizer step) is the config's `batch_size` whatever
+  the number of processes: per-device batch x accumulation x world size;
+* trainer checkpoints go to a scratch directory outside the rule's outputs (Snakemake
+  deletes a failed job's outputs) every `save_steps`; a rerun after a kill, a timeout or a
+  preemption resumes from the newest complete one and ends with the same weights as an
+  uninterrupted run; SIGTERM/SIGUSR1 (Slurm's warning) save a checkpoint and stop;
+* a run whose loss becomes NaN/inf or exceeds `divergence_factor` x its first loss stops
+  early and is recorded with status "diverged": a result, not a crash.
+
+`run` is one process's work; `launch` starts it, under torchrun when there are several GPUs.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import os
+import resource
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +35,17 @@ from overtrained import provenance
 from overtrained.tasks import read_jsonl
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+log = logging.getLogger(__name__)
+CHECKPOINT_PREFIX = "checkpoint-"
+RUN_RECORD = "run.json"
+
+
+class DeviceError(RuntimeError):
+    """The job does not see the devices or number formats the config asks for."""
+
+
+class Interrupted(RuntimeError):
+    """Stopped by a signal after saving a checkpoint; rerunning the job resumes."""
 
 
 def run_status(losses: list[float], factor: float) -> str:
@@ -26,37 +55,209 @@ def run_status(losses: list[float], factor: float) -> str:
     return "diverged" if max(losses) > factor * max(losses[0], 1e-8) else "ok"
 
 
-def _bf16_supported() -> bool:
-    import torch
-
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def sft_config(ft: dict, lr: float, seed: int, output_dir: str, use_cpu: bool):
-    """The SFTConfig of one run, from the config's finetune section."""
+def batch_layout(ft: dict, processes: int) -> tuple[int, int]:
+    """(per-device batch, accumulation steps) giving ft['batch_size'] examples per step."""
+    per_device = ft["per_device_batch_size"] or ft["batch_size"] // processes
+    accumulation, rest = divmod(ft["batch_size"], per_device * processes)
+    if per_device < 1 or accumulation < 1 or rest:
+        raise ValueError(
+            f"finetune.batch_size {ft['batch_size']} is not per_device_batch_size "
+            f"{per_device} x {processes} processes x a whole number of accumulation steps"
+        )
+    return per_device, accumulation
+
+
+def check_devices(ft: dict, cuda_available: bool, cuda_count: int, bf16_ok: bool) -> str:
+    """The device type to train on; a clear error when the job lacks what the config asks."""
+    if ft["gpus"] > 0:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "(unset)")
+        if not cuda_available:
+            raise DeviceError(
+                f"finetune.gpus is {ft['gpus']} but this job sees no CUDA device "
+                f"(CUDA_VISIBLE_DEVICES={visible}); run it where GPUs are allocated (the "
+                "Slurm profile passes the rule's gpu resource) or set finetune.gpus: 0"
+            )
+        if cuda_count < ft["gpus"]:
+            raise DeviceError(
+                f"finetune.gpus is {ft['gpus']} but this job sees {cuda_count} GPU(s) "
+                f"(CUDA_VISIBLE_DEVICES={visible}); ask the scheduler for {ft['gpus']} or "
+                "lower finetune.gpus"
+            )
+    if ft["precision"] == "bf16" and not bf16_ok:
+        raise DeviceError(
+            "finetune.precision is bf16 but this device has no bf16 support; "
+            "use precision: auto (bf16 where supported, else fp32)"
+        )
+    return "cuda" if ft["gpus"] > 0 else "cpu"
+
+
+def sft_config(ft: dict, lr: float, seed: int, output_dir: str, device: str, bf16_ok: bool):
+    """The SFTConfig of one run. Every field TRL defaults differently from what the config
+    says (gradient checkpointing and bf16 are on in TRL's defaults) is set explicitly."""
     from trl import SFTConfig
 
+    per_device, accumulation = batch_layout(ft, world_size())
+    bf16 = device == "cuda" and (ft["precision"] == "bf16" or ft["precision"] == "auto" and bf16_ok)
+    save = ft["save_steps"] > 0
     return SFTConfig(
         output_dir=output_dir,
         learning_rate=lr,
         num_train_epochs=ft["epochs"],
-        per_device_train_batch_size=ft["batch_size"],
-        gradient_accumulation_steps=1,
+        max_steps=ft["max_steps"] or -1,
+        per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=accumulation,
         max_length=ft["max_length"],
-        warmup_steps=ft["warmup_ratio"],  # TRL/transformers 5: a float < 1 is a ratio
+        warmup_steps=ft["warmup_ratio"],  # transformers 5: a float < 1 is a ratio
         lr_scheduler_type=ft["lr_scheduler"],
         weight_decay=ft["weight_decay"],
+        max_grad_norm=ft["max_grad_norm"],
         completion_only_loss=ft["completion_only_loss"],
+        packing=ft["batching"] == "packed",
+        activation_checkpointing=ft["gradient_checkpointing"],  # the new name of the flag
         seed=seed,
         data_seed=seed,
-        use_cpu=use_cpu,
-        bf16=not use_cpu and _bf16_supported(),
+        use_cpu=device == "cpu",
+        bf16=bf16,
+        fp16=False,
+        fsdp="full_shard auto_wrap" if ft["fsdp"] else "",
+        fsdp_config={"version": 2, "reshard_after_forward": True} if ft["fsdp"] else None,
         report_to="none",
-        save_strategy="no",
+        save_strategy="steps" if save else "no",
+        save_steps=ft["save_steps"] if save else 500,
+        # Two, so that a kill while writing the newest leaves a complete one to resume from.
+        save_total_limit=2,
         logging_steps=1,
         disable_tqdm=True,
         dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,
     )
+
+
+def run_fingerprint(base_dir, train_jsonl, lr, seed, params, processes: int) -> dict:
+    """What a trainer checkpoint must share with this run to be resumed by it."""
+    return {
+        "base_sha": provenance.read_json(Path(base_dir) / "provenance.json").get("sha"),
+        "dataset_sha": provenance.sha256_file(train_jsonl),
+        "lr": lr,
+        "seed": seed,
+        "params": params,
+        "world_size": processes,
+    }
+
+
+def latest_checkpoint(scratch: Path) -> Path | None:
+    """The newest complete trainer checkpoint: the Trainer writes trainer_state.json last."""
+    candidates = sorted(
+        scratch.glob(f"{CHECKPOINT_PREFIX}*"),
+        key=lambda p: int(p.name.removeprefix(CHECKPOINT_PREFIX) or -1),
+        reverse=True,
+    )
+    for path in candidates:
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+            return path
+        except (OSError, ValueError):
+            log.warning("ignoring incomplete trainer checkpoint %s", path)
+    return None
+
+
+def prepare_scratch(scratch: Path, fingerprint: dict) -> Path | None:
+    """The checkpoint to resume from, if the scratch dir holds one of this very run.
+    Checkpoints of a run with other inputs or settings are deleted, never resumed."""
+    record = scratch / RUN_RECORD
+    if scratch.exists():
+        try:
+            same = json.loads(record.read_text()) == fingerprint
+        except (OSError, ValueError):
+            same = False
+        if same:
+            return latest_checkpoint(scratch)
+        log.warning("discarding trainer checkpoints of a different run in %s", scratch)
+        shutil.rmtree(scratch)
+    scratch.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(fingerprint, sort_keys=True))
+    return None
+
+
+def tokens_from_log(history: list[dict]) -> tuple[int, int]:
+    """(tokens over all sessions, tokens in the last session) from TRL's cumulative
+    `num_tokens`, which restarts from zero when a run resumes."""
+    sessions, previous = [0], -1
+    for entry in history:
+        if "num_tokens" not in entry:
+            continue
+        tokens = int(entry["num_tokens"])
+        if tokens < previous:
+            sessions.append(0)
+        sessions[-1] = previous = tokens
+    return sum(sessions), sessions[-1]
+
+
+def _callbacks(factor: float):
+    """Divergence stop and signal-triggered save, as TrainerCallbacks."""
+    from transformers import TrainerCallback
+
+    class StopOnDivergence(TrainerCallback):
+        """Stop at the first logged loss that is NaN/inf or `factor` x the first loss."""
+
+        def __init__(self):
+            self.step = None
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            losses = [e["loss"] for e in state.log_history if "loss" in e]
+            if losses and run_status(losses, factor) == "diverged":
+                self.step = state.global_step
+                control.should_training_stop = True
+                control.should_save = False
+
+    class SaveOnSignal(TrainerCallback):
+        """SIGTERM (Slurm's timeout or preemption) or SIGUSR1 (`--signal`): finish the
+        step, save a checkpoint, stop. Ranks agree on it, so none waits in a collective."""
+
+        def __init__(self):
+            self.signal = 0
+            self.previous = {}
+
+        def _handle(self, signum, _frame):
+            self.signal = signum
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            for sig in (signal.SIGTERM, signal.SIGUSR1):
+                self.previous[sig] = signal.signal(sig, self._handle)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            for sig, handler in self.previous.items():
+                signal.signal(sig, handler)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            import torch.distributed as dist
+
+            flag = self.signal
+            if dist.is_available() and dist.is_initialized():
+                import torch
+
+                tensor = torch.tensor([flag], device="cpu" if args.use_cpu else "cuda")
+                dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+                flag = int(tensor.item())
+            if flag:
+                self.signal = flag
+                control.should_save = True  # whatever save_strategy says
+                control.should_training_stop = True
+
+    return StopOnDivergence(), SaveOnSignal()
+
+
+def _peak_memory_mib(device: str) -> dict:
+    import torch
+
+    peak = {"peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if device == "cuda":
+        peak["peak_gpu_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return peak
 
 
 def run(
@@ -68,62 +269,155 @@ def run(
     lr: float,
     seed: int,
     params: dict,
+    scratch_dir: str | Path | None = None,
     threads: int = 1,
-) -> dict:
-    """Fine-tune `base_dir` on `train_jsonl`; save weights (safetensors) and train.json."""
+    callbacks: tuple = (),
+    resume_from: str | None = "auto",
+) -> dict | None:
+    """Fine-tune `base_dir` on `train_jsonl`; save weights (safetensors) and train.json.
+
+    Returns the record on the main process (None on the others). With resume_from="auto",
+    resumes from the newest checkpoint in `scratch_dir` left by an interrupted run of the
+    same inputs and settings (`launch` decides this once for all processes instead).
+    """
     started, t0 = provenance.now(), time.perf_counter()
     import torch
     import transformers
     from datasets import Dataset
     from trl import SFTTrainer
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     torch.set_num_threads(threads)
+    bf16_ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    device = check_devices(ft, torch.cuda.is_available(), torch.cuda.device_count(), bf16_ok)
     transformers.set_seed(seed)
-    use_cpu = not torch.cuda.is_available()
+    out_model_dir = Path(out_model_dir)
+    scratch = Path(scratch_dir) if scratch_dir else out_model_dir.parent / "trainer"
+    base_prov = provenance.read_json(Path(base_dir) / "provenance.json")
+    dataset_sha = provenance.sha256_file(train_jsonl)
+    if resume_from == "auto":
+        fingerprint = run_fingerprint(base_dir, train_jsonl, lr, seed, params, world_size())
+        resume_from = prepare_scratch(scratch, fingerprint)
+    resume_from = Path(resume_from) if resume_from else None
     rows = read_jsonl(train_jsonl)
     dataset = Dataset.from_list(
         [{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]
     )
-    model = transformers.AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        base_dir, dtype=torch.float32, attn_implementation=ft["attn_implementation"]
+    )
     tokenizer = transformers.AutoTokenizer.from_pretrained(base_dir)
-    out_model_dir = Path(out_model_dir)
-    args = sft_config(ft, lr, seed, str(out_model_dir.parent / "trainer"), use_cpu)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    args = sft_config(ft, lr, seed, str(scratch), device, bf16_ok)
+    collator = None
+    if ft["batching"] == "padding_free":
+        # TRL's own padding_free flag refuses max_length without packing; its collator in
+        # padding-free mode after TRL's truncation gives the same rows, flattened.
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        collator = DataCollatorForLanguageModeling(pad_token_id=pad, padding_free=True)
+    divergence, interrupt = _callbacks(ft["divergence_factor"])
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        data_collator=collator,
+        callbacks=[divergence, interrupt, *callbacks],
+    )
+    if resume_from:
+        log.info("resuming from %s", resume_from)
     train_start = time.perf_counter()
-    result = trainer.train()
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     train_seconds = time.perf_counter() - train_start
-    curve = [
-        [entry["step"], entry["learning_rate"], entry["loss"]]
-        for entry in trainer.state.log_history
-        if "loss" in entry
-    ]
-    final_loss = result.training_loss
-    status = run_status([c[2] for c in curve] + [final_loss], ft["divergence_factor"])
-    # save_pretrained writes safetensors + config only; Trainer.save_model would also
-    # pickle the training arguments (training_args.bin), and we keep no pickles.
-    trainer.model.save_pretrained(str(out_model_dir))
+    if interrupt.signal and trainer.state.global_step < trainer.state.max_steps:
+        raise Interrupted(
+            f"stopped by signal {signal.Signals(interrupt.signal).name} at step "
+            f"{trainer.state.global_step}; a checkpoint is in {scratch}: rerun to resume"
+        )
+    history = trainer.state.log_history
+    curve = [[e["step"], e["learning_rate"], e["loss"]] for e in history if "loss" in e]
+    status = "diverged" if divergence.step is not None else "ok"
+    if run_status([c[2] for c in curve], ft["divergence_factor"]) == "diverged":
+        status = "diverged"
+    # Full weights from every rank (FSDP shards them); safetensors + config only, since
+    # Trainer.save_model would also pickle the training arguments (training_args.bin).
+    state_dict = trainer.accelerator.get_state_dict(trainer.model) if ft["fsdp"] else None
+    if not trainer.is_world_process_zero():
+        return None
+    unwrapped = trainer.accelerator.unwrap_model(trainer.model)
+    unwrapped.save_pretrained(str(out_model_dir), state_dict=state_dict)
     tokenizer.save_pretrained(str(out_model_dir))
-    shutil.rmtree(args.output_dir, ignore_errors=True)
-    # TRL logs the cumulative number of tokens trained on with every loss entry.
-    tokens_seen = int(max((e.get("num_tokens", 0) for e in trainer.state.log_history), default=0))
-    base_prov = provenance.read_json(Path(base_dir) / "provenance.json")
+    tokens_seen, session_tokens = tokens_from_log(history)
+    per_device, accumulation = batch_layout(ft, world_size())
     record = provenance.record(
         "finetune",
         params,
         started,
         time.perf_counter() - t0,
         status=status,
+        diverged_at_step=divergence.step,
         lr=lr,
         seed=seed,
         base_sha=base_prov.get("sha"),
-        dataset_sha=provenance.sha256_file(train_jsonl),
+        dataset_sha=dataset_sha,
         examples=len(rows),
         steps=trainer.state.global_step,
+        resumed_from_step=int(resume_from.name.removeprefix(CHECKPOINT_PREFIX))
+        if resume_from
+        else None,
         loss_curve=curve,
-        final_train_loss=final_loss,
+        final_train_loss=curve[-1][2] if curve else float("nan"),
         tokens_seen=tokens_seen,
-        tokens_per_second=tokens_seen / train_seconds if train_seconds > 0 else None,
+        tokens_per_second=session_tokens / train_seconds if train_seconds > 0 else None,
         train_seconds=train_seconds,
+        hyperparameters={
+            **ft,
+            "learning_rate": lr,
+            "world_size": world_size(),
+            "per_device_batch_size": per_device,
+            "gradient_accumulation_steps": accumulation,
+            "bf16": args.bf16,
+        },
+        **_peak_memory_mib(device),
     )
     provenance.write_json(out_train_json, record)
+    shutil.rmtree(scratch, ignore_errors=True)
     return record
+
+
+def launch(spec: dict, processes: int) -> dict | None:
+    """Run `run(**spec)` here, or under torchrun with one process per GPU (`processes` > 1).
+    Multi-process runs check the GPU count first, so a bad allocation fails in seconds."""
+    if processes <= 1:
+        return run(**spec)
+    if spec["ft"]["gpus"] > 0:
+        import torch
+
+        check_devices(spec["ft"], torch.cuda.is_available(), torch.cuda.device_count(), True)
+    scratch = Path(spec["scratch_dir"])
+    keys = ("base_dir", "train_jsonl", "lr", "seed", "params")
+    fingerprint = run_fingerprint(*(spec[k] for k in keys), processes=processes)
+    resume_from = prepare_scratch(scratch, fingerprint)
+    spec = {**spec, "resume_from": str(resume_from) if resume_from else None}
+    spec_path = scratch / "launch.json"
+    spec_path.write_text(json.dumps(spec, default=str))
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={processes}",
+        "-m",
+        "overtrained.finetune",
+        str(spec_path),
+    ]
+    log.info("launching %s", " ".join(command))
+    try:
+        subprocess.run(command, check=True)
+    finally:
+        spec_path.unlink(missing_ok=True)
+    return provenance.read_json(spec["out_train_json"])
+
+
+if __name__ == "__main__":  # one torchrun worker
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    run(**json.loads(Path(sys.argv[1]).read_text()))

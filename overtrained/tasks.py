@@ -201,7 +201,7 @@ def make_task(
     return _BUILDERS[kind](spec, int(n_train), int(n_test), int(seed), **options)
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> str:
+def write_jsonl(path: Path, rows: list[dict]) -> str:
     data = "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows)
     data = data.encode("utf-8")
     tmp = path.with_name(path.name + ".tmp")
@@ -218,7 +218,7 @@ def write_task(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sha = {
-        name: _write_jsonl(out / name, rows)
+        name: write_jsonl(out / name, rows)
         for name, rows in (("train.jsonl", train), ("test.jsonl", test))
     }
     return {

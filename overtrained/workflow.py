@@ -29,6 +29,7 @@ PROBES = "probes"
 STAGE_CODE = {
     "corpus": ("corpus.py",),
     "tasks": ("tasks.py", "corpus.py"),
+    "dataset_tasks": ("dataset_tasks.py",),
     "pretrain": ("pretrain.py", "model.py"),
     "finetune": ("finetune.py",),
     "evaluate": ("evaluate.py", "lm_eval_tasks/*.yaml"),
@@ -147,10 +148,38 @@ def base_provenance_files(cfg: dict) -> list[str]:
     ]
 
 
-def wildcard_constraints(cfg: dict) -> dict[str, str]:
-    def alternatives(names) -> str:
-        return "|".join(re.escape(n) for n in names)
+def alternatives(names) -> str:
+    """A regex matching exactly these names (one that matches nothing when there are none)."""
+    return "|".join(re.escape(n) for n in names) or "(?!)"
 
+
+def dataset_task_names(cfg: dict) -> list[str]:
+    return [name for name, t in cfg["finetune"]["tasks"].items() if t["kind"] == "dataset"]
+
+
+def generated_task_names(cfg: dict) -> list[str]:
+    return [name for name, t in cfg["finetune"]["tasks"].items() if t["kind"] != "dataset"]
+
+
+def task_dir(cfg: dict, family: str, task: str) -> str:
+    """Dataset tasks are the same for every family; generated ones speak the family's language."""
+    if cfg["finetune"]["tasks"][task]["kind"] == "dataset":
+        return f"{RESULTS}/datasets/{task}"
+    return f"{RESULTS}/{family}/tasks/{task}"
+
+
+def prefetch_files(cfg: dict) -> list[str]:
+    return [f"{RESULTS}/datasets/{task}/prefetch.json" for task in dataset_task_names(cfg)]
+
+
+def dataset_local_files(cfg: dict, task: str) -> list[str]:
+    """Local data files a dataset task reads: inputs of its prefetch, so editing one re-runs it."""
+    from overtrained import dataset_tasks
+
+    return dataset_tasks.local_files(cfg["finetune"]["tasks"][task]["dataset"])
+
+
+def wildcard_constraints(cfg: dict) -> dict[str, str]:
     return {
         "family": alternatives(cfg["families"]),
         "ckpt": r"[^/]+-seed\d+",
@@ -236,7 +265,34 @@ def model_record(family: str, ckpt: str, model: str) -> str:
     return f"{ckpt_dir(family, ckpt)}/{model}/train.json"
 
 
+# How a fine-tuning run executes, not what it computes: changing these re-runs nothing (a
+# different GPU count keeps the effective batch). Recorded in train.json all the same.
+FINETUNE_EXECUTION = (
+    "gpus",
+    "per_device_batch_size",
+    "fsdp",
+    "gradient_checkpointing",
+    "save_steps",
+    "scratch_dir",
+    "resources",
+    "keep_weights",
+)
+
+
 def finetune_hyperparameters(cfg: dict) -> dict:
-    """The finetune settings every run shares (the grid axes and keep_weights excluded)."""
-    skip = ("tasks", "lrs", "seeds", "keep_weights")
+    """The finetune settings every run shares that can change its result (the grid axes
+    and FINETUNE_EXECUTION excluded)."""
+    skip = ("tasks", "lrs", "seeds", *FINETUNE_EXECUTION)
     return {k: v for k, v in cfg["finetune"].items() if k not in skip}
+
+
+def finetune_settings(cfg: dict) -> dict:
+    """Everything a fine-tuning job reads: hyperparameters and execution settings."""
+    return {k: v for k, v in cfg["finetune"].items() if k not in ("tasks", "lrs", "seeds")}
+
+
+def scratch_dir(cfg: dict, ft_record: str) -> str:
+    """Trainer checkpoints of the run whose train.json is `ft_record`, mirrored under
+    finetune.scratch_dir (outside the outputs, so a failed job keeps them)."""
+    run = Path(ft_record).parent.relative_to(RESULTS)
+    return str(Path(cfg["finetune"]["scratch_dir"]) / run)

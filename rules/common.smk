@@ -11,7 +11,7 @@ def corpus_dir(family):
 
 def task_test_files(wildcards):
     return {
-        task: f"{W.RESULTS}/{wildcards.family}/tasks/{task}/test.jsonl"
+        task: f"{W.task_dir(config, wildcards.family, task)}/test.jsonl"
         for task in config["finetune"]["tasks"]
     }
 

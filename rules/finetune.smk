@@ -1,6 +1,50 @@
 # Fine-tuning tasks and TRL SFT of every checkpoint x task x learning rate x seed.
 
 
+rule prefetch_dataset:
+    """Download a dataset task's splits into the shared Hugging Face cache (needs internet:
+    a local rule, so on a cluster it runs on the login node)."""
+    input:
+        lambda w: W.dataset_local_files(config, w.task),
+    output:
+        f"{W.RESULTS}/datasets/{{task}}/prefetch.json",
+    log:
+        "logs/prefetch/{task}.log",
+    localrule: True
+    wildcard_constraints:
+        task=W.alternatives(W.dataset_task_names(config)),
+    conda:
+        "../envs/train.yaml"
+    params:
+        dataset=lambda w: config["finetune"]["tasks"][w.task]["dataset"],
+    script:
+        "../scripts/prefetch_dataset.py"
+
+
+rule dataset_task:
+    """A dataset task's train/test JSONL, rendered offline from the cache."""
+    input:
+        rules.prefetch_dataset.output,
+    output:
+        train=f"{W.RESULTS}/datasets/{{task}}/train.jsonl",
+        test=f"{W.RESULTS}/datasets/{{task}}/test.jsonl",
+        meta=f"{W.RESULTS}/datasets/{{task}}/task.json",
+    log:
+        "logs/dataset_task/{task}.log",
+    wildcard_constraints:
+        task=W.alternatives(W.dataset_task_names(config)),
+    conda:
+        "../envs/train.yaml"
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=60,
+    params:
+        task=lambda w: config["finetune"]["tasks"][w.task],
+        code=W.stage_code_hash("dataset_tasks"),
+    script:
+        "../scripts/dataset_task.py"
+
+
 rule task_data:
     output:
         train=f"{W.RESULTS}/{{family}}/tasks/{{task}}/train.jsonl",
@@ -9,6 +53,8 @@ rule task_data:
     log:
         "logs/task_data/{family}/{task}.log",
     localrule: True
+    wildcard_constraints:
+        task=W.alternatives(W.generated_task_names(config)),
     conda:
         "../envs/train.yaml"
     params:
@@ -23,7 +69,7 @@ rule finetune:
     input:
         base=rules.pretrain.output.model,
         base_record=rules.pretrain.output.record,
-        train=rules.task_data.output.train,
+        train=lambda w: f"{W.task_dir(config, w.family, w.task)}/train.jsonl",
     output:
         model=ft_weights(
             directory(
@@ -37,10 +83,11 @@ rule finetune:
         "logs/finetune/{family}/{ckpt}/{task}-lr{lr}-seed{seed}.benchmark.tsv"
     conda:
         "../envs/train.yaml"
-    threads: 1
+    threads: config["finetune"]["resources"]["threads"]
     resources:
-        mem_mb=lambda wildcards, attempt: 2000 * attempt,
-        runtime=60,
+        mem_mb=lambda wildcards, attempt: config["finetune"]["resources"]["mem_mb"] * attempt,
+        runtime=config["finetune"]["resources"]["runtime"],
+        gpu=config["finetune"]["gpus"],
     params:
         finetune=W.finetune_hyperparameters(config),
         lr=lambda w: W.lr_value(config, w.task, w.lr),

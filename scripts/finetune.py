@@ -1,20 +1,27 @@
-"""Rule `finetune`: TRL SFT of one checkpoint x task x learning rate x seed."""
+"""Rule `finetune`: TRL SFT of one checkpoint x task x learning rate x seed.
+
+Hyperparameters come from `params` (a change re-runs the job); execution settings such as
+the GPU count and checkpoint interval come from the config (a change re-runs nothing).
+"""
 
 from pathlib import Path
 
-from overtrained import finetune
+from overtrained import finetune, workflow
 from overtrained.entry import log_to, params_dict
 
 log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
 smk = snakemake  # noqa: F821
-finetune.run(
-    base_dir=Path(smk.input.base).parent,
-    train_jsonl=smk.input.train,
-    out_model_dir=smk.output.model,
-    out_train_json=smk.output.record,
-    ft=smk.params.finetune,
-    lr=smk.params.lr,
-    seed=int(smk.wildcards.seed),
-    params=params_dict(smk.params),
-    threads=smk.threads,
-)
+settings = {**workflow.finetune_settings(smk.config), **smk.params.finetune}
+spec = {
+    "base_dir": str(Path(smk.input.base).parent),
+    "train_jsonl": smk.input.train,
+    "out_model_dir": smk.output.model,
+    "out_train_json": smk.output.record,
+    "ft": settings,
+    "lr": smk.params.lr,
+    "seed": int(smk.wildcards.seed),
+    "params": params_dict(smk.params),
+    "scratch_dir": workflow.scratch_dir(smk.config, smk.output.record),
+    "threads": smk.threads,
+}
+finetune.launch(spec, processes=max(settings["gpus"], 1))

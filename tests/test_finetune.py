@@ -1,6 +1,10 @@
-"""TRL fine-tuning of a tiny checkpoint: outputs, provenance, divergence as a result."""
+"""TRL fine-tuning of a tiny checkpoint: outputs, provenance, divergence as a result,
+resumption after a kill or a Slurm signal, effective batch across process counts."""
 
+import json
 import math
+import subprocess
+import sys
 
 import pytest
 
@@ -8,6 +12,7 @@ from overtrained import config, finetune, provenance, tasks
 from overtrained.corpus import CorpusSpec
 
 FT = config.load({})["finetune"]
+DRIVER = __import__("pathlib").Path(__file__).parent / "drivers" / "finetune_until.py"
 
 
 @pytest.fixture(scope="module")
@@ -17,18 +22,24 @@ def train_jsonl(tmp_path_factory):
     return out / "train.jsonl"
 
 
-def run(checkpoint_dir, train_jsonl, tmp_path, lr):
-    ft = {**FT, "batch_size": 8, "max_length": 64}
-    return finetune.run(
-        checkpoint_dir,
-        train_jsonl,
-        tmp_path / "model",
-        tmp_path / "train.json",
-        ft,
-        lr,
-        0,
-        params={"code": "test", "lr": lr},
-    )
+def run(checkpoint_dir, train_jsonl, tmp_path, lr, **ft_overrides):
+    return finetune.run(**spec(checkpoint_dir, train_jsonl, tmp_path, lr, **ft_overrides))
+
+
+def spec(checkpoint_dir, train_jsonl, tmp_path, lr, **ft_overrides) -> dict:
+    """Arguments of finetune.run, JSON-serialisable (they also cross process boundaries)."""
+    ft = {**FT, "batch_size": 8, "max_length": 64, **ft_overrides}
+    return {
+        "base_dir": str(checkpoint_dir),
+        "train_jsonl": str(train_jsonl),
+        "out_model_dir": str(tmp_path / "model"),
+        "out_train_json": str(tmp_path / "train.json"),
+        "ft": ft,
+        "lr": lr,
+        "seed": 0,
+        "params": {"code": "test", "lr": lr},
+        "scratch_dir": str(tmp_path / "scratch"),
+    }
 
 
 def test_finetune_writes_safetensors_and_a_complete_record(checkpoint_dir, train_jsonl, tmp_path):
@@ -44,15 +55,19 @@ def test_finetune_writes_safetensors_and_a_complete_record(checkpoint_dir, train
     files = {p.name for p in (tmp_path / "model").iterdir()}
     assert "model.safetensors" in files and "tokenizer.json" in files
     assert not {f for f in files if f.endswith((".bin", ".pt", ".pth", ".pkl"))}
-    assert not (tmp_path / "trainer").exists() or not any(
-        (tmp_path / "trainer").glob("checkpoint-*")
-    )
+    assert not (tmp_path / "scratch").exists()  # trainer checkpoints go after success
+    assert record["peak_rss_mib"] > 0 and record["train_seconds"] > 0
+    assert record["hyperparameters"]["gradient_accumulation_steps"] == 1
+    assert record["hyperparameters"]["per_device_batch_size"] == 8
 
 
-def test_a_diverging_run_is_recorded_not_raised(checkpoint_dir, train_jsonl, tmp_path):
+def test_a_diverging_run_stops_early_and_is_recorded_not_raised(
+    checkpoint_dir, train_jsonl, tmp_path
+):
     record = run(checkpoint_dir, train_jsonl, tmp_path, 1e6)
     assert record["status"] == "diverged"
-    assert (tmp_path / "train.json").exists()
+    assert record["diverged_at_step"] == record["steps"] < 4  # stopped before the 4th step
+    assert (tmp_path / "train.json").exists() and (tmp_path / "model").is_dir()
 
 
 @pytest.mark.parametrize(
@@ -68,3 +83,153 @@ def test_a_diverging_run_is_recorded_not_raised(checkpoint_dir, train_jsonl, tmp
 )
 def test_run_status(losses, status):
     assert finetune.run_status(losses, factor=10.0) == status
+
+
+@pytest.fixture(scope="module")
+def long_train_jsonl(tmp_path_factory):
+    out = tmp_path_factory.mktemp("long_task")
+    tasks.write_task(out, "arithmetic", CorpusSpec(), n_train=64, n_test=4, seed=0)
+    return out / "train.jsonl"
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(checkpoint_dir, long_train_jsonl, tmp_path_factory):
+    """8 steps at batch 8 without interruption: the reference for resumed runs."""
+    out = tmp_path_factory.mktemp("uninterrupted")
+    record = run(checkpoint_dir, long_train_jsonl, out, 1e-3, save_steps=2)
+    return record, (out / "model" / "model.safetensors").read_bytes()
+
+
+def run_until_signal(run_spec: dict, tmp_path, step: int, signame: str):
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(run_spec))
+    return subprocess.run(
+        [sys.executable, str(DRIVER), str(path), str(step), signame],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def assert_same_run(resumed: dict, weights: bytes, reference: tuple[dict, bytes]):
+    record, reference_weights = reference
+    assert resumed["steps"] == record["steps"] == 8
+    assert resumed["loss_curve"] == record["loss_curve"]
+    assert resumed["final_train_loss"] == record["final_train_loss"]
+    assert resumed["tokens_seen"] == record["tokens_seen"]
+    assert weights == reference_weights  # bit for bit
+
+
+def test_killed_run_resumes_to_the_same_result(
+    checkpoint_dir, long_train_jsonl, tmp_path, uninterrupted
+):
+    run_spec = spec(checkpoint_dir, long_train_jsonl, tmp_path, 1e-3, save_steps=2)
+    killed = run_until_signal(run_spec, tmp_path, step=5, signame="KILL")
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert not (tmp_path / "train.json").exists()
+    scratch = tmp_path / "scratch"
+    assert sorted(p.name for p in scratch.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    resumed = finetune.run(**run_spec)
+    assert resumed["resumed_from_step"] == 4
+    assert_same_run(resumed, (tmp_path / "model" / "model.safetensors").read_bytes(), uninterrupted)
+    assert not scratch.exists()
+
+
+def test_sigterm_saves_a_checkpoint_and_a_rerun_resumes(
+    checkpoint_dir, long_train_jsonl, tmp_path, uninterrupted
+):
+    # No periodic checkpoints at all: the one resumed from is the one SIGTERM made.
+    run_spec = spec(checkpoint_dir, long_train_jsonl, tmp_path, 1e-3, save_steps=0)
+    stopped = run_until_signal(run_spec, tmp_path, step=3, signame="TERM")
+    assert stopped.returncode != 0
+    assert "Interrupted: stopped by signal SIGTERM" in stopped.stderr
+    checkpoints = [p.name for p in (tmp_path / "scratch").glob("checkpoint-*")]
+    assert len(checkpoints) == 1
+    resumed = finetune.run(**run_spec)
+    assert resumed["resumed_from_step"] == int(checkpoints[0].split("-")[1]) in (3, 4)
+    assert_same_run(resumed, (tmp_path / "model" / "model.safetensors").read_bytes(), uninterrupted)
+
+
+def test_checkpoints_of_another_run_are_discarded_not_resumed(tmp_path):
+    scratch = tmp_path / "scratch"
+    assert finetune.prepare_scratch(scratch, {"lr": 1e-3}) is None
+    (scratch / "checkpoint-4").mkdir()
+    (scratch / "checkpoint-4" / "trainer_state.json").write_text("{}")
+    assert finetune.prepare_scratch(scratch, {"lr": 1e-3}) == scratch / "checkpoint-4"
+    assert finetune.prepare_scratch(scratch, {"lr": 3e-3}) is None
+    assert not (scratch / "checkpoint-4").exists()
+    assert json.loads((scratch / finetune.RUN_RECORD).read_text()) == {"lr": 3e-3}
+
+
+def test_an_incomplete_checkpoint_is_skipped(tmp_path):
+    for step, state in ((2, "{}"), (4, "{}"), (6, '{"trunc')):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    (tmp_path / "checkpoint-8").mkdir()  # killed before trainer_state.json was written
+    assert finetune.latest_checkpoint(tmp_path) == tmp_path / "checkpoint-4"
+
+
+def test_tokens_add_up_across_resumed_sessions():
+    history = [{"num_tokens": 10}, {"num_tokens": 20}, {"loss": 1.0}, {"num_tokens": 7},
+               {"num_tokens": 15}]
+    assert finetune.tokens_from_log(history) == (35, 15)
+    assert finetune.tokens_from_log([]) == (0, 0)
+
+
+@pytest.mark.parametrize("gpus", [1, 2, 4, 8])
+@pytest.mark.parametrize("per_device", [None, 1, 2])
+def test_effective_batch_is_the_same_for_every_gpu_count(gpus, per_device):
+    ft = config.load({"finetune": {"batch_size": 64, "gpus": gpus,
+                                   "per_device_batch_size": per_device}})["finetune"]
+    size, accumulation = finetune.batch_layout(ft, gpus)
+    assert size * accumulation * gpus == 64
+    assert size == (per_device or 64 // gpus)
+
+
+def test_two_processes_train_like_one_with_accumulation(
+    checkpoint_dir, long_train_jsonl, tmp_path, uninterrupted
+):
+    """Effective batch 8 as 2 CPU processes x 4 (DDP under torchrun) and as 1 process x 4 x
+    2 accumulation steps: same examples per step, same losses to float tolerance."""
+    one = run(checkpoint_dir, long_train_jsonl, tmp_path / "one", 1e-3, per_device_batch_size=4)
+    two_spec = spec(checkpoint_dir, long_train_jsonl, tmp_path / "two", 1e-3,
+                    per_device_batch_size=4)
+    two = finetune.launch(two_spec, processes=2)
+    assert one["hyperparameters"]["gradient_accumulation_steps"] == 2
+    assert two["hyperparameters"]["gradient_accumulation_steps"] == 1
+    assert two["hyperparameters"]["world_size"] == 2
+    assert one["steps"] == two["steps"] == 8
+    losses = [c[2] for c in one["loss_curve"]], [c[2] for c in two["loss_curve"]]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+    assert losses[0] == pytest.approx([c[2] for c in uninterrupted[0]["loss_curve"]], rel=1e-4)
+    assert not (tmp_path / "two" / "scratch").exists()
+
+
+def test_padding_free_batches_give_the_padded_losses(checkpoint_dir, long_train_jsonl, tmp_path):
+    padded = run(checkpoint_dir, long_train_jsonl, tmp_path / "a", 1e-3, max_steps=3)
+    free = run(checkpoint_dir, long_train_jsonl, tmp_path / "b", 1e-3, max_steps=3,
+               batching="padding_free")
+    assert [c[2] for c in free["loss_curve"]] == pytest.approx(
+        [c[2] for c in padded["loss_curve"]], rel=1e-4
+    )
+
+
+def test_gpu_checks_fail_clearly_before_training():
+    ft = {**FT, "gpus": 2}
+    with pytest.raises(finetune.DeviceError, match=r"gpus is 2 but this job sees no CUDA device"):
+        finetune.check_devices(ft, cuda_available=False, cuda_count=0, bf16_ok=False)
+    with pytest.raises(finetune.DeviceError, match=r"sees 1 GPU\(s\).*ask the scheduler for 2"):
+        finetune.check_devices(ft, cuda_available=True, cuda_count=1, bf16_ok=True)
+    assert finetune.check_devices(ft, cuda_available=True, cuda_count=4, bf16_ok=True) == "cuda"
+    with pytest.raises(finetune.DeviceError, match="no bf16 support"):
+        finetune.check_devices({**FT, "precision": "bf16"}, False, 0, False)
+    assert finetune.check_devices(FT, cuda_available=False, cuda_count=0, bf16_ok=False) == "cpu"
+
+
+def test_a_gpu_job_on_a_cpu_node_fails_before_launching(checkpoint_dir, train_jsonl, tmp_path):
+    run_spec = spec(checkpoint_dir, train_jsonl, tmp_path, 1e-3, gpus=2)
+    with pytest.raises(finetune.DeviceError, match="sees no CUDA device"):
+        finetune.launch(run_spec, processes=2)
+    with pytest.raises(finetune.DeviceError, match="sees no CUDA device"):
+        finetune.launch({**run_spec, "ft": {**run_spec["ft"], "gpus": 1}}, processes=1)
+    assert not (tmp_path / "train.json").exists()

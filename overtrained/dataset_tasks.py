@@ -1,0 +1,322 @@
+"""Fine-tuning tasks read from datasets (Hugging Face Hub or local files) as prompt/completion.
+
+A task definition (schema `$defs/dataset_definition`; shipped ones in dataset_tasks.yaml) says
+how to call `datasets.load_dataset` and how to render one row:
+
+* ``template``: Jinja templates over the row's columns (GSM8k, SIQA, TREC, RTE, MR, code);
+* ``chat``: a list of {role, content} messages rendered with one of CHAT_TEMPLATES, the last
+  assistant turn being the completion (TULU); raw pre-training checkpoints have no chat
+  template of their own, so the config names one;
+* ``transcript``: "\\n\\nHuman: ...\\n\\nAssistant: ..." text, split before the last assistant turn
+  (Anthropic-HH's *chosen* responses).
+
+Rendering is ours, not TRL's, so the fine-tuning and the in-distribution evaluation read the
+same strings from the task's JSONL files.  `prefetch` runs with network access (a local rule);
+`build` runs in compute jobs with the Hub switched off and reads only the shared cache.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import functools
+import os
+import re
+from pathlib import Path
+
+import jinja2
+import jinja2.sandbox
+import numpy as np
+import yaml
+
+from overtrained import provenance
+
+LIBRARY_PATH = Path(__file__).resolve().parent / "dataset_tasks.yaml"
+BUILDERS = ("json", "csv", "parquet", "text", "arrow")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+# Turn formats of instruction-tuning corpora, as Jinja over `messages`. The completion is the
+# last assistant turn; TRL appends the tokenizer's EOS token to it.
+CHAT_TEMPLATES = {
+    # Open-Instruct's TULU format (Ivison et al. 2023).
+    "tulu": (
+        "{% for m in messages %}"
+        "{% if m.role == 'system' %}<|system|>\n{{ m.content }}\n"
+        "{% elif m.role == 'user' %}<|user|>\n{{ m.content }}\n"
+        "{% else %}<|assistant|>\n{{ m.content }}\n{% endif %}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+    ),
+    # Anthropic-HH's transcript format.
+    "hh": (
+        "{% for m in messages %}"
+        "{% if m.role == 'assistant' %}\n\nAssistant: {{ m.content }}"
+        "{% else %}\n\nHuman: {{ m.content }}{% endif %}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}\n\nAssistant:{% endif %}"
+    ),
+    "plain": (
+        "{% for m in messages %}"
+        "{% if m.role == 'assistant' %}Assistant: {{ m.content }}\n"
+        "{% elif m.role == 'system' %}{{ m.content }}\n"
+        "{% else %}User: {{ m.content }}\n{% endif %}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}Assistant:{% endif %}"
+    ),
+}
+_ASSISTANT_MARK = "\n\nAssistant:"
+
+
+class DatasetTaskError(ValueError):
+    """A dataset task that cannot be loaded or rendered, with what to fix."""
+
+
+@functools.cache
+def library() -> dict[str, dict]:
+    with open(LIBRARY_PATH, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def resolve(dataset: str | dict, where: str = "dataset") -> dict:
+    """The full definition of a task's `dataset` entry: a shipped name or a written-out dict,
+    with the schema's defaults filled in."""
+    from overtrained.config import fill_definition_defaults
+
+    if isinstance(dataset, str):
+        shipped = library()
+        if dataset not in shipped:
+            close = difflib.get_close_matches(dataset, list(shipped), n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise DatasetTaskError(
+                f"no shipped dataset definition named {dataset!r}{hint}; shipped: "
+                f"{', '.join(sorted(shipped))}. Or write the definition out (path, format, ...)"
+            )
+        dataset = shipped[dataset]
+    return fill_definition_defaults(copy.deepcopy(dataset), where)
+
+
+def is_hub(defn: dict) -> bool:
+    """A Hub dataset id (owner/name) that is not a local directory."""
+    path = defn["path"]
+    return path not in BUILDERS and not Path(path).exists() and bool(_HUB_ID.match(path))
+
+
+def local_files(defn: dict) -> list[str]:
+    """The local files a definition reads (data_files, or everything under a local path)."""
+    if is_hub(defn):
+        return []  # data_files of a Hub dataset are paths inside its repository
+    files = defn.get("data_files")
+    if isinstance(files, str):
+        out = [files]
+    elif isinstance(files, list):
+        out = list(files)
+    elif isinstance(files, dict):
+        out = [f for v in files.values() for f in ([v] if isinstance(v, str) else v)]
+    else:
+        out = []
+    if not out and not is_hub(defn) and Path(defn["path"]).is_dir():
+        out = sorted(str(p) for p in Path(defn["path"]).rglob("*") if p.is_file())
+    return out
+
+
+def check(defn: dict, where: str) -> None:
+    """Problems visible without reading data: raised before any job runs."""
+    if is_hub(defn) and not defn.get("revision"):
+        raise DatasetTaskError(
+            f"{where}.revision: Hub dataset {defn['path']!r} needs a pinned revision (a commit "
+            "sha or tag) so reruns read the same rows"
+        )
+    if defn["path"] in BUILDERS and not defn.get("data_files"):
+        raise DatasetTaskError(f"{where}.data_files: the {defn['path']!r} builder needs data_files")
+    if not is_hub(defn) and defn["path"] not in BUILDERS and not Path(defn["path"]).exists():
+        raise DatasetTaskError(
+            f"{where}.path: {defn['path']!r} is neither a local directory, a builder "
+            f"({', '.join(BUILDERS)}), nor a Hub id (owner/name)"
+        )
+    for file in local_files(defn):
+        if not Path(file).exists():
+            raise DatasetTaskError(f"{where}.data_files: {file!r} does not exist")
+    fmt = defn["format"]
+    if fmt == "template" and not defn["completion"]:
+        raise DatasetTaskError(f"{where}.completion: format 'template' needs a completion template")
+    for key in ("prompt", "completion"):
+        try:
+            _environment().parse(defn[key])
+        except jinja2.TemplateSyntaxError as err:
+            raise DatasetTaskError(f"{where}.{key}: not a valid Jinja template: {err}") from None
+
+
+@functools.cache
+def _environment() -> jinja2.sandbox.SandboxedEnvironment:
+    # StrictUndefined: a misspelt column is an error naming it, not an empty string.
+    return jinja2.sandbox.SandboxedEnvironment(
+        undefined=jinja2.StrictUndefined, keep_trailing_newline=True
+    )
+
+
+@functools.cache
+def _template(text: str) -> jinja2.Template:
+    return _environment().from_string(text)
+
+
+def render_chat(messages: list[dict], template: str) -> dict:
+    """prompt = every turn before the last assistant turn + the assistant header;
+    completion = the last assistant turn's text."""
+    if not messages or messages[-1].get("role") != "assistant":
+        # Conversations that end on a user turn: train on the last assistant reply.
+        last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=-1)
+        if last < 0:
+            raise DatasetTaskError("a conversation has no assistant turn")
+        messages = messages[: last + 1]
+    chat = _template(CHAT_TEMPLATES[template])
+    prompt = chat.render(messages=messages[:-1], add_generation_prompt=True)
+    full = chat.render(messages=messages, add_generation_prompt=False)
+    if not full.startswith(prompt):
+        raise DatasetTaskError(f"chat template {template!r} does not extend its prompt")
+    return {"prompt": prompt, "completion": full[len(prompt) :].rstrip("\n")}
+
+
+def render_transcript(text: str) -> dict:
+    """'\\n\\nHuman: a\\n\\nAssistant: b' -> prompt '...Assistant:', completion ' b'."""
+    cut = text.rfind(_ASSISTANT_MARK)
+    if cut < 0:
+        raise DatasetTaskError(f"a transcript has no {_ASSISTANT_MARK.strip()!r} turn")
+    cut += len(_ASSISTANT_MARK)
+    return {"prompt": text[:cut], "completion": text[cut:]}
+
+
+def render_row(defn: dict, row: dict) -> dict:
+    """One dataset row as {"prompt", "completion"}; a missing column raises naming the columns."""
+    fmt = defn["format"]
+    try:
+        if fmt == "template":
+            return {
+                "prompt": _template(defn["prompt"]).render(**row),
+                "completion": _template(defn["completion"]).render(**row),
+            }
+        if defn["column"] not in row:
+            raise jinja2.UndefinedError(f"'{defn['column']}' is undefined")
+        if fmt == "chat":
+            return render_chat(list(row[defn["column"]]), defn["chat_template"])
+        return render_transcript(row[defn["column"]])
+    except jinja2.UndefinedError as err:
+        raise DatasetTaskError(
+            f"dataset {defn['path']!r}: {err} in a row; its columns are: {', '.join(row)}. "
+            "Fix the definition's templates or column"
+        ) from None
+
+
+def _load_kwargs(defn: dict) -> dict:
+    kwargs = {"path": defn["path"], "name": defn["name"]}
+    if is_hub(defn):
+        kwargs["revision"] = defn["revision"]
+    for key in ("data_dir", "data_files"):
+        if defn.get(key):
+            kwargs[key] = defn[key]
+    return kwargs
+
+
+def _go_offline() -> None:
+    """No network from here on. The variables suffice in a fresh job process; the module
+    constants cover a process that imported datasets before (tests, notebooks)."""
+    os.environ["HF_DATASETS_OFFLINE"] = os.environ["HF_HUB_OFFLINE"] = "1"
+    import datasets.config
+    import huggingface_hub.constants
+
+    datasets.config.HF_HUB_OFFLINE = datasets.config.HF_DATASETS_OFFLINE = True
+    huggingface_hub.constants.HF_HUB_OFFLINE = True
+
+
+def load_split(defn: dict, split: str, offline: bool, cache_dir: str | None = None):
+    """`datasets.load_dataset` of one split (into `cache_dir`, default the shared HF cache);
+    offline, a cache miss is an error naming the missing dataset."""
+    if offline:
+        _go_offline()
+    import datasets
+
+    try:
+        return datasets.load_dataset(**_load_kwargs(defn), split=split, cache_dir=cache_dir)
+    except Exception as err:  # datasets raises many types for a cache miss
+        if offline and is_hub(defn):
+            raise DatasetTaskError(
+                f"dataset {defn['path']!r} (name {defn['name']!r}, revision "
+                f"{defn['revision']!r}, split {split!r}) is not in the Hugging Face cache "
+                f"({cache_dir or datasets.config.HF_DATASETS_CACHE}); run `snakemake prefetch` "
+                f"on a machine with internet access and the same HF_HOME. "
+                f"({type(err).__name__}: {err})"
+            ) from err
+        raise
+
+
+def resolved_revision(defn: dict) -> str | None:
+    """The commit sha a Hub revision points to now (None for local data)."""
+    if not is_hub(defn):
+        return None
+    if _SHA.match(defn["revision"]):
+        return defn["revision"]
+    from huggingface_hub import HfApi
+
+    return HfApi().dataset_info(defn["path"], revision=defn["revision"]).sha
+
+
+def prefetch(defn: dict, cache_dir: str | None = None) -> dict:
+    """Download every split a task reads into the shared cache; return what was fetched."""
+    splits = [defn["train_split"], *([defn["test_split"]] if defn["test_split"] else [])]
+    sizes = {split: len(load_split(defn, split, False, cache_dir)) for split in splits}
+    return {
+        "path": defn["path"],
+        "name": defn["name"],
+        "revision": defn["revision"],
+        "resolved_revision": resolved_revision(defn),
+        "rows": sizes,
+        "local_files_sha256": {f: provenance.sha256_file(f) for f in local_files(defn)},
+    }
+
+
+def _subsample(n_rows: int, n: int | None, rng: np.random.Generator) -> list[int]:
+    order = rng.permutation(n_rows)
+    return sorted(int(i) for i in (order if n is None else order[:n]))
+
+
+def build(
+    defn: dict,
+    n_train: int | None,
+    n_test: int,
+    seed: int,
+    offline: bool = True,
+    cache_dir: str | None = None,
+):
+    """Train/test prompt/completion rows: a seeded subset of each split (test rows are taken
+    from the training split, disjoint from the rows trained on, when there is no test split)."""
+    rng = np.random.default_rng(seed)
+    train = load_split(defn, defn["train_split"], offline, cache_dir)
+    if defn["test_split"]:
+        test = load_split(defn, defn["test_split"], offline, cache_dir)
+        train_idx = _subsample(len(train), n_train, rng)
+        test_idx = _subsample(len(test), n_test, rng)
+    else:
+        order = [int(i) for i in rng.permutation(len(train))]
+        if len(order) <= n_test:
+            raise DatasetTaskError(
+                f"dataset {defn['path']!r}: {len(order)} training rows cannot spare {n_test} "
+                "for a held-out split; lower n_test or name a test_split"
+            )
+        test, test_idx = train, sorted(order[:n_test])
+        rest = order[n_test:]
+        train_idx = sorted(rest if n_train is None else rest[:n_train])
+    for name, rows, wanted in (("train", train_idx, n_train), ("test", test_idx, n_test)):
+        if wanted is not None and len(rows) < wanted:
+            raise DatasetTaskError(
+                f"dataset {defn['path']!r}: the {name} split has {len(rows)} usable rows, "
+                f"fewer than the {wanted} asked for (n_{name}); lower it"
+            )
+    rendered = {
+        "train": [render_row(defn, train[i]) for i in train_idx],
+        "test": [render_row(defn, test[i]) for i in test_idx],
+    }
+    meta = {
+        "fingerprints": {"train": train._fingerprint, "test": test._fingerprint},
+        "source_rows": {"train": len(train), "test": len(test)},
+    }
+    return rendered["train"], rendered["test"], meta

@@ -1,0 +1,30 @@
+"""Rule `dataset_task`: train/test JSONL of one dataset task, rendered offline from the cache."""
+
+from pathlib import Path
+
+from overtrained import dataset_tasks, provenance, tasks
+from overtrained.entry import log_to, params_dict
+
+log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
+smk = snakemake  # noqa: F821
+task = smk.params.task
+train, test, meta = dataset_tasks.build(
+    task["dataset"], task["n_train"], task["n_test"], task["seed"], offline=True
+)
+sha = {
+    name: tasks.write_jsonl(Path(smk.output[name]), rows)
+    for name, rows in (("train", train), ("test", test))
+}
+provenance.write_json(
+    smk.output.meta,
+    {
+        **meta,
+        "kind": "dataset",
+        "n_train": len(train),
+        "n_test": len(test),
+        "seed": task["seed"],
+        "sha256": sha,
+        "prefetch": provenance.read_json(smk.input[0]),
+        "params": params_dict(smk.params),
+    },
+)

@@ -1,0 +1,30 @@
+"""Run overtrained.finetune.run from a JSON spec and send this process a signal at a step.
+
+    python finetune_until.py SPEC.json STEP SIGNAL    (SIGNAL: KILL or TERM)
+
+KILL is an abrupt death (power loss, OOM killer, scancel --signal=KILL): nothing is cleaned
+up. TERM is what Slurm sends at a time limit or on preemption.
+"""
+
+import json
+import os
+import signal
+import sys
+
+from transformers import TrainerCallback
+
+from overtrained import finetune
+
+
+class SignalAtStep(TrainerCallback):
+    def __init__(self, step: int, signum: int):
+        self.step, self.signum = step, signum
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            os.kill(os.getpid(), self.signum)
+
+
+spec = json.loads(open(sys.argv[1]).read())
+signum = getattr(signal, f"SIG{sys.argv[3]}")
+finetune.run(**spec, callbacks=(SignalAtStep(int(sys.argv[2]), signum),))

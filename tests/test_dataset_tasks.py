@@ -1,0 +1,196 @@
+"""Dataset tasks: shipped definitions, rendering, and the load_dataset path on local data."""
+
+import json
+
+import pytest
+
+from overtrained import config, dataset_tasks
+from overtrained.dataset_tasks import DatasetTaskError
+
+HH_ROWS = [
+    {
+        "chosen": f"\n\nHuman: question {i}?\n\nAssistant: first.\n\nHuman: more?"
+        f"\n\nAssistant: answer {i}.",
+        "rejected": f"\n\nHuman: question {i}?\n\nAssistant: no.",
+    }
+    for i in range(30)
+]
+
+
+def write_jsonl(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def hh_repo(tmp_path):
+    """A local directory laid out like the Anthropic/hh-rlhf Hub repository."""
+    repo = tmp_path / "hh-rlhf"
+    write_jsonl(repo / "data" / "train.jsonl", HH_ROWS[:24])
+    write_jsonl(repo / "data" / "test.jsonl", HH_ROWS[24:])
+    return repo
+
+
+def test_every_shipped_definition_is_valid_and_pinned():
+    shipped = dataset_tasks.library()
+    assert {"anthropic_hh", "tulu_v2", "gsm8k", "siqa", "trec", "rte", "mr"} <= set(shipped)
+    assert "starcoder_python" in shipped
+    for name in shipped:
+        defn = dataset_tasks.resolve(name)
+        dataset_tasks.check(defn, name)  # no network: only what the definition says
+        assert dataset_tasks.is_hub(defn), name
+        assert len(defn["revision"]) == 40 and int(defn["revision"], 16) >= 0, name
+
+
+@pytest.mark.parametrize(
+    ("name", "row", "expected"),
+    [
+        (
+            "gsm8k",
+            {"question": "2+2?", "answer": "4\n#### 4"},
+            {"prompt": "Question: 2+2?\nAnswer:", "completion": " 4\n#### 4"},
+        ),
+        (
+            "siqa",
+            {"context": "C", "question": "Q", "answerA": "a", "answerB": "b", "answerC": "c",
+             "label": "2"},
+            {"prompt": "C\nQuestion: Q\nAnswer:", "completion": " b"},
+        ),
+        ("trec", {"text": "Who?", "coarse_label": 3, "fine_label": 7}, {"completion": " human"}),
+        ("rte", {"sentence1": "A", "sentence2": "B", "label": 1}, {"completion": " False"}),
+        ("mr", {"text": "great", "label": 1}, {"completion": " positive"}),
+        ("starcoder_python", {"content": "def f():\n    pass\n"},
+         {"prompt": "", "completion": "def f():\n    pass\n"}),
+    ],
+)
+def test_shipped_templates_render_rows(name, row, expected):
+    rendered = dataset_tasks.render_row(dataset_tasks.resolve(name), row)
+    assert rendered.items() >= expected.items()
+
+
+def test_transcript_keeps_the_conversation_and_trains_on_the_chosen_reply():
+    rendered = dataset_tasks.render_row(dataset_tasks.resolve("anthropic_hh"), HH_ROWS[3])
+    assert rendered["prompt"].endswith("\n\nHuman: more?\n\nAssistant:")
+    assert rendered["prompt"].startswith("\n\nHuman: question 3?")
+    assert rendered["completion"] == " answer 3."
+
+
+def test_chat_rendering_with_each_template():
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "Bye"},
+        {"role": "assistant", "content": "Goodbye."},
+    ]
+    tulu = dataset_tasks.render_chat(messages, "tulu")
+    assert tulu["prompt"] == (
+        "<|system|>\nBe brief.\n<|user|>\nHi\n<|assistant|>\nHello.\n<|user|>\nBye\n<|assistant|>\n"
+    )
+    assert tulu["completion"] == "Goodbye."
+    hh = dataset_tasks.render_chat(messages[1:], "hh")
+    assert hh == {
+        "prompt": "\n\nHuman: Hi\n\nAssistant: Hello.\n\nHuman: Bye\n\nAssistant:",
+        "completion": " Goodbye.",
+    }
+    plain = dataset_tasks.render_chat(messages[1:3], "plain")
+    assert plain == {"prompt": "User: Hi\nAssistant:", "completion": " Hello."}
+    # A conversation ending on a user turn trains on the last assistant reply.
+    assert dataset_tasks.render_chat(messages[:4], "tulu")["completion"] == "Hello."
+    with pytest.raises(DatasetTaskError, match="no assistant turn"):
+        dataset_tasks.render_chat(messages[:2], "tulu")
+
+
+def test_a_missing_column_names_the_columns_there_are():
+    defn = dataset_tasks.resolve("gsm8k")
+    with pytest.raises(DatasetTaskError, match=r"'answer' is undefined.*columns are: question"):
+        dataset_tasks.render_row(defn, {"question": "q"})
+
+
+def test_hub_layout_on_local_data_prefetch_then_build_offline(hh_repo, tmp_path):
+    defn = dataset_tasks.resolve(
+        {"path": str(hh_repo), "format": "transcript", "column": "chosen", "test_split": "test"}
+    )
+    dataset_tasks.check(defn, "t")
+    cache = str(tmp_path / "cache")
+    fetched = dataset_tasks.prefetch(defn, cache_dir=cache)
+    assert fetched["rows"] == {"train": 24, "test": 6}
+    assert set(fetched["local_files_sha256"]) == {
+        str(hh_repo / "data" / "train.jsonl"),
+        str(hh_repo / "data" / "test.jsonl"),
+    }
+    train, test, meta = dataset_tasks.build(defn, 10, 4, seed=0, cache_dir=cache)
+    assert len(train) == 10 and len(test) == 4
+    assert all(r["prompt"].endswith("Assistant:") for r in train + test)
+    assert {r["completion"] for r in test} <= {f" answer {i}." for i in range(24, 30)}
+    assert meta["source_rows"] == {"train": 24, "test": 6}
+    again, _, _ = dataset_tasks.build(defn, 10, 4, seed=0, cache_dir=cache)
+    other, _, _ = dataset_tasks.build(defn, 10, 4, seed=1, cache_dir=cache)
+    assert again == train and other != train  # the subsample is a function of the seed
+
+
+def test_json_builder_without_test_split_holds_out_disjoint_rows(tmp_path):
+    rows = [{"q": f"q{i}", "a": f"a{i}"} for i in range(20)]
+    data = write_jsonl(tmp_path / "qa.jsonl", rows)
+    defn = dataset_tasks.resolve(
+        {
+            "path": "json",
+            "data_files": str(data),
+            "format": "template",
+            "prompt": "{{ q }} =",
+            "completion": " {{ a }}",
+        }
+    )
+    train, test, _ = dataset_tasks.build(
+        defn, None, 5, seed=0, offline=False, cache_dir=str(tmp_path / "c")
+    )
+    assert len(train) == 15 and len(test) == 5
+    assert not {r["prompt"] for r in train} & {r["prompt"] for r in test}
+    with pytest.raises(DatasetTaskError, match="fewer than the 40 asked for"):
+        dataset_tasks.build(defn, 40, 5, seed=0, offline=False, cache_dir=str(tmp_path / "c"))
+
+
+def test_offline_cache_miss_names_the_dataset(tmp_path):
+    defn = dataset_tasks.resolve("mr")
+    with pytest.raises(DatasetTaskError, match=r"cornell-movie-review-data/rotten_tomatoes.*prefetch"):
+        dataset_tasks.load_split(defn, "train", offline=True, cache_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("task", "message"),
+    [
+        ({"kind": "dataset", "dataset": "hh"}, "no shipped dataset definition named 'hh'"),
+        ({"kind": "dataset", "dataset": "anthropic-hh"}, "did you mean anthropic_hh"),
+        (
+            {"kind": "dataset", "dataset": {"path": "a/b", "format": "chat", "colum": "x"}},
+            r"finetune.tasks.t.dataset.colum: unknown key",
+        ),
+        (
+            {"kind": "dataset", "dataset": {"path": "a/b", "format": "chat"}},
+            r"finetune.tasks.t.dataset.revision: Hub dataset 'a/b' needs a pinned revision",
+        ),
+        (
+            {"kind": "dataset", "dataset": {"path": "json", "data_files": "no.jsonl",
+                                            "format": "template", "completion": "x"}},
+            r"data_files: 'no.jsonl' does not exist",
+        ),
+        ({"kind": "arithmetic", "dataset": "gsm8k"}, "only tasks of kind 'dataset'"),
+        ({"kind": "dataset"}, "names a dataset"),
+    ],
+)
+def test_bad_dataset_tasks_fail_config_validation(task, message):
+    raw = {"finetune": {"tasks": {"t": task}, "lrs": {"t": [1e-3]}}, "evaluate": {"suites": {}}}
+    with pytest.raises(config.ConfigError, match=message):
+        config.load(raw)
+
+
+def test_a_shipped_task_resolves_into_the_config():
+    raw = {
+        "finetune": {"tasks": {"hh": {"kind": "dataset", "dataset": "anthropic_hh"}},
+                     "lrs": {"hh": [1e-5]}},
+        "evaluate": {"suites": {}},
+    }
+    task = config.load(raw)["finetune"]["tasks"]["hh"]
+    assert task["dataset"]["path"] == "Anthropic/hh-rlhf"
+    assert task["dataset"]["test_split"] == "test" and task["n_train"] == 1000
