@@ -137,7 +137,13 @@ def collect(
     for path in trainings:
         record = provenance.read_json(path)
         base = {**_identity(path, index), **_job_columns(record, path), "suite": "train"}
-        for metric in ("final_train_loss", "tokens_per_second", "tokens_seen"):
+        for metric in (
+            "final_train_loss",
+            "tokens_per_second",
+            "tokens_seen",
+            "train_seconds",
+            "peak_gpu_memory_mib",
+        ):
             if record.get(metric) is not None:
                 add(base, metric=metric, value=record[metric], status=record.get("status"))
     for path in evaluations:

@@ -10,9 +10,15 @@ def corpus_dir(family):
 
 
 def task_test_files(wildcards):
+    """Held-out splits a model's in-distribution loss is measured on: every task for a base
+    model, its own task for a fine-tuned one (so editing one task's data re-runs only that
+    task's fine-tuning, not every fine-tuned model's probe)."""
+    tasks = config["finetune"]["tasks"]
+    if wildcards.model != "base":
+        tasks = [W.parse_ft_model(wildcards.model)[0]]
     return {
         task: f"{W.task_dir(config, wildcards.family, task)}/test.jsonl"
-        for task in config["finetune"]["tasks"]
+        for task in tasks
     }
 
 

@@ -10,9 +10,9 @@ rule prefetch_dataset:
         f"{W.RESULTS}/datasets/{{task}}/prefetch.json",
     log:
         "logs/prefetch/{task}.log",
-    localrule: True
     wildcard_constraints:
         task=W.alternatives(W.dataset_task_names(config)),
+    localrule: True
     conda:
         "../envs/train.yaml"
     params:
@@ -52,9 +52,9 @@ rule task_data:
         meta=f"{W.RESULTS}/{{family}}/tasks/{{task}}/task.json",
     log:
         "logs/task_data/{family}/{task}.log",
-    localrule: True
     wildcard_constraints:
         task=W.alternatives(W.generated_task_names(config)),
+    localrule: True
     conda:
         "../envs/train.yaml"
     params:
@@ -85,7 +85,8 @@ rule finetune:
         "../envs/train.yaml"
     threads: config["finetune"]["resources"]["threads"]
     resources:
-        mem_mb=lambda wildcards, attempt: config["finetune"]["resources"]["mem_mb"] * attempt,
+        mem_mb=lambda wildcards, attempt: config["finetune"]["resources"]["mem_mb"]
+        * attempt,
         runtime=config["finetune"]["resources"]["runtime"],
         gpu=config["finetune"]["gpus"],
     params:

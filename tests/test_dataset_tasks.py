@@ -53,15 +53,24 @@ def test_every_shipped_definition_is_valid_and_pinned():
         ),
         (
             "siqa",
-            {"context": "C", "question": "Q", "answerA": "a", "answerB": "b", "answerC": "c",
-             "label": "2"},
+            {
+                "context": "C",
+                "question": "Q",
+                "answerA": "a",
+                "answerB": "b",
+                "answerC": "c",
+                "label": "2",
+            },
             {"prompt": "C\nQuestion: Q\nAnswer:", "completion": " b"},
         ),
         ("trec", {"text": "Who?", "coarse_label": 3, "fine_label": 7}, {"completion": " human"}),
         ("rte", {"sentence1": "A", "sentence2": "B", "label": 1}, {"completion": " False"}),
         ("mr", {"text": "great", "label": 1}, {"completion": " positive"}),
-        ("starcoder_python", {"content": "def f():\n    pass\n"},
-         {"prompt": "", "completion": "def f():\n    pass\n"}),
+        (
+            "starcoder_python",
+            {"content": "def f():\n    pass\n"},
+            {"prompt": "", "completion": "def f():\n    pass\n"},
+        ),
     ],
 )
 def test_shipped_templates_render_rows(name, row, expected):
@@ -153,7 +162,7 @@ def test_json_builder_without_test_split_holds_out_disjoint_rows(tmp_path):
 
 def test_offline_cache_miss_names_the_dataset(tmp_path):
     defn = dataset_tasks.resolve("mr")
-    with pytest.raises(DatasetTaskError, match=r"cornell-movie-review-data/rotten_tomatoes.*prefetch"):
+    with pytest.raises(DatasetTaskError, match=r"movie-review-data/rotten_tomatoes.*prefetch"):
         dataset_tasks.load_split(defn, "train", offline=True, cache_dir=str(tmp_path))
 
 
@@ -171,8 +180,15 @@ def test_offline_cache_miss_names_the_dataset(tmp_path):
             r"finetune.tasks.t.dataset.revision: Hub dataset 'a/b' needs a pinned revision",
         ),
         (
-            {"kind": "dataset", "dataset": {"path": "json", "data_files": "no.jsonl",
-                                            "format": "template", "completion": "x"}},
+            {
+                "kind": "dataset",
+                "dataset": {
+                    "path": "json",
+                    "data_files": "no.jsonl",
+                    "format": "template",
+                    "completion": "x",
+                },
+            },
             r"data_files: 'no.jsonl' does not exist",
         ),
         ({"kind": "arithmetic", "dataset": "gsm8k"}, "only tasks of kind 'dataset'"),
@@ -187,8 +203,10 @@ def test_bad_dataset_tasks_fail_config_validation(task, message):
 
 def test_a_shipped_task_resolves_into_the_config():
     raw = {
-        "finetune": {"tasks": {"hh": {"kind": "dataset", "dataset": "anthropic_hh"}},
-                     "lrs": {"hh": [1e-5]}},
+        "finetune": {
+            "tasks": {"hh": {"kind": "dataset", "dataset": "anthropic_hh"}},
+            "lrs": {"hh": [1e-5]},
+        },
         "evaluate": {"suites": {}},
     }
     task = config.load(raw)["finetune"]["tasks"]["hh"]

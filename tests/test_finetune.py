@@ -170,8 +170,13 @@ def test_an_incomplete_checkpoint_is_skipped(tmp_path):
 
 
 def test_tokens_add_up_across_resumed_sessions():
-    history = [{"num_tokens": 10}, {"num_tokens": 20}, {"loss": 1.0}, {"num_tokens": 7},
-               {"num_tokens": 15}]
+    history = [
+        {"num_tokens": 10},
+        {"num_tokens": 20},
+        {"loss": 1.0},
+        {"num_tokens": 7},
+        {"num_tokens": 15},
+    ]
     assert finetune.tokens_from_log(history) == (35, 15)
     assert finetune.tokens_from_log([]) == (0, 0)
 
@@ -179,8 +184,9 @@ def test_tokens_add_up_across_resumed_sessions():
 @pytest.mark.parametrize("gpus", [1, 2, 4, 8])
 @pytest.mark.parametrize("per_device", [None, 1, 2])
 def test_effective_batch_is_the_same_for_every_gpu_count(gpus, per_device):
-    ft = config.load({"finetune": {"batch_size": 64, "gpus": gpus,
-                                   "per_device_batch_size": per_device}})["finetune"]
+    ft = config.load(
+        {"finetune": {"batch_size": 64, "gpus": gpus, "per_device_batch_size": per_device}}
+    )["finetune"]
     size, accumulation = finetune.batch_layout(ft, gpus)
     assert size * accumulation * gpus == 64
     assert size == (per_device or 64 // gpus)
@@ -192,8 +198,9 @@ def test_two_processes_train_like_one_with_accumulation(
     """Effective batch 8 as 2 CPU processes x 4 (DDP under torchrun) and as 1 process x 4 x
     2 accumulation steps: same examples per step, same losses to float tolerance."""
     one = run(checkpoint_dir, long_train_jsonl, tmp_path / "one", 1e-3, per_device_batch_size=4)
-    two_spec = spec(checkpoint_dir, long_train_jsonl, tmp_path / "two", 1e-3,
-                    per_device_batch_size=4)
+    two_spec = spec(
+        checkpoint_dir, long_train_jsonl, tmp_path / "two", 1e-3, per_device_batch_size=4
+    )
     two = finetune.launch(two_spec, processes=2)
     assert one["hyperparameters"]["gradient_accumulation_steps"] == 2
     assert two["hyperparameters"]["gradient_accumulation_steps"] == 1
@@ -207,8 +214,9 @@ def test_two_processes_train_like_one_with_accumulation(
 
 def test_padding_free_batches_give_the_padded_losses(checkpoint_dir, long_train_jsonl, tmp_path):
     padded = run(checkpoint_dir, long_train_jsonl, tmp_path / "a", 1e-3, max_steps=3)
-    free = run(checkpoint_dir, long_train_jsonl, tmp_path / "b", 1e-3, max_steps=3,
-               batching="padding_free")
+    free = run(
+        checkpoint_dir, long_train_jsonl, tmp_path / "b", 1e-3, max_steps=3, batching="padding_free"
+    )
     assert [c[2] for c in free["loss_curve"]] == pytest.approx(
         [c[2] for c in padded["loss_curve"]], rel=1e-4
     )

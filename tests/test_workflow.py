@@ -3,6 +3,7 @@ and what a change makes stale (config values, inputs, a stage's own code)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pandas as pd
@@ -21,9 +22,12 @@ def expected_counts(cfg: dict) -> dict:
     n_ckpt = sum(len(f["budgets"]) * len(f["seeds"]) for f in cfg["families"].values())
     n_ft = len(workflow.ft_models(cfg))
     n_families = len(cfg["families"])
-    return {
+    n_datasets = len(workflow.dataset_task_names(cfg))
+    counts = {
         "corpus": n_families,
-        "task_data": n_families * len(cfg["finetune"]["tasks"]),
+        "task_data": n_families * len(workflow.generated_task_names(cfg)),
+        "prefetch_dataset": n_datasets,
+        "dataset_task": n_datasets,
         "pretrain": n_ckpt,
         "finetune": n_ckpt * n_ft,
         "evaluate": n_ckpt * (1 + n_ft) * len(cfg["evaluate"]["suites"]),
@@ -32,6 +36,22 @@ def expected_counts(cfg: dict) -> dict:
         "aggregate": 1,
         "figures": 1,
     }
+    return {rule: n for rule, n in counts.items() if n}
+
+
+# A dataset task read with datasets.load_dataset from a local copy laid out like the
+# Anthropic/hh-rlhf Hub repository (relative paths are relative to the working directory).
+LOCAL_HH_TASK = {
+    "kind": "dataset",
+    "dataset": {
+        "path": "tests/data/hh_local",
+        "format": "transcript",
+        "column": "chosen",
+        "test_split": "test",
+    },
+    "n_train": 32,
+    "n_test": 8,
+}
 
 
 def test_lint_is_clean():
@@ -109,7 +129,12 @@ def test_bad_config_stops_before_any_job(tmp_path, name):
 def finished(tmp_path_factory):
     """The tiny config run end to end in a private copy of the workflow."""
     work = copy_repo(tmp_path_factory.mktemp("wf") / "overtrained")
-    shutil.copy(REPO / "tests/configs/tiny.yaml", work / "config.yaml")
+    cfg = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
+    cfg["finetune"]["tasks"]["hh"] = LOCAL_HH_TASK
+    cfg["finetune"]["lrs"]["hh"] = [1.0e-3]
+    (work / "config.yaml").write_text(yaml.safe_dump(cfg))
+    prefetched = job_counts(dry_run_jobs(work, "prefetch"))
+    assert dict(prefetched) == {"prefetch_dataset": 1, "prefetch": 1}  # downloads only
     snakemake(work, "--cores", "2")
     return work
 
@@ -127,8 +152,10 @@ def test_metrics_parquet_has_declared_columns_types_and_rows(finished):
     n_perturb = sum(len(g) for g in sens["gammas"].values()) * len(sens["seeds"])
     counts = df.groupby("suite").size().to_dict()
     assert counts["pretrain"] == n_ckpt * 2
-    assert counts["train"] == n_ckpt * n_ft * 3
-    assert counts["probes"] == n_ckpt * (1 + n_ft) * (1 + n_tasks)
+    assert counts["train"] == n_ckpt * n_ft * 4  # loss, tokens/s, tokens, seconds (no GPU)
+    # retention for every model; ID loss on every task for a base model, on its own for a
+    # fine-tuned one
+    assert counts["probes"] == n_ckpt * (1 + n_tasks) + n_ckpt * n_ft * 2
     assert counts["sensitivity"] == n_ckpt * n_perturb * 2
     # lm-eval: bits_per_byte & 2 perplexities for the language task, acc & acc_norm for the others
     assert counts["mini"] == n_ckpt * (1 + n_ft) * (3 + 2 + 2)
@@ -164,6 +191,36 @@ def test_no_job_exceeds_its_memory(finished):
 
 def test_second_run_has_nothing_to_do(finished):
     assert dry_run_jobs(finished) == []
+
+
+def test_the_dataset_task_was_rendered_fine_tuned_and_probed(finished):
+    meta = json.loads((finished / "results/datasets/hh/task.json").read_text())
+    assert meta["n_train"] == 32 and meta["n_test"] == 8
+    assert meta["prefetch"]["rows"] == {"train": 40, "test": 8}
+    first = json.loads((finished / "results/datasets/hh/train.jsonl").read_text().splitlines()[0])
+    assert first["prompt"].startswith("\n\nHuman:") and first["prompt"].endswith("Assistant:")
+    table = pd.read_parquet(finished / "results/tables/metrics.parquet")
+    trained = table[table["ft_task"] == "hh"]
+    assert set(trained["suite"]) >= {"train", "probes"}
+    assert trained[trained["metric"] == "final_train_loss"]["value"].notna().all()
+    in_distribution = table[(table["eval_task"] == "hh") & (table["model"] == "base")]
+    assert len(in_distribution) and in_distribution["value"].notna().all()
+
+
+def test_editing_a_local_dataset_file_reruns_its_task_and_what_follows(finished):
+    data = finished / "tests/data/hh_local/data/train.jsonl"
+    original = data.read_text()
+    try:
+        data.write_text(original.replace("number 3 ", "number three "))
+        counts = job_counts(dry_run_jobs(finished))
+    finally:
+        data.write_text(original)
+        shutil.copystat(REPO / "tests/data/hh_local/data/train.jsonl", data)
+    assert counts["prefetch_dataset"] == counts["dataset_task"] == 1
+    n_ckpt = 2
+    assert counts["finetune"] == n_ckpt  # only the hh runs, one per checkpoint
+    assert counts["probes"] == 2 * n_ckpt  # their probes and the base models'
+    assert "task_data" not in counts and "pretrain" not in counts
 
 
 def test_changing_one_lr_reruns_only_that_lr_and_aggregation(finished, tmp_path):

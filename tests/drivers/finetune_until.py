@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import sys
+from pathlib import Path
 
 from transformers import TrainerCallback
 
@@ -25,6 +26,6 @@ class SignalAtStep(TrainerCallback):
             os.kill(os.getpid(), self.signum)
 
 
-spec = json.loads(open(sys.argv[1]).read())
+spec = json.loads(Path(sys.argv[1]).read_text())
 signum = getattr(signal, f"SIG{sys.argv[3]}")
 finetune.run(**spec, callbacks=(SignalAtStep(int(sys.argv[2]), signum),))
