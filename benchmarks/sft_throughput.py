@@ -124,25 +124,21 @@ def build_dataset(args, rows: int, vocab_size: int):
     return Dataset.from_dict(data)
 
 
-def trainer_args(args, variant: str, output_dir: str):
+def trainer_args(args, variant: str, output_dir: str, tokenizer):
     """(SFTConfig, collator or None, notes) of one variant."""
     import torch
     from trl import SFTConfig
-    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     from overtrained import config as config_module
-    from overtrained.finetune import sft_config
+    from overtrained.finetune import data_collator, sft_config
 
     cpu = args.device == "cpu"
     bf16_ok = not cpu and torch.cuda.is_bf16_supported()
     if variant == BASELINE:
-        kwargs = {}
-        if cpu:
-            # TRL defaults bf16=True, which on a CPU runs (bf16 autocast) but measures the CPU's
-            # bf16 support; ours trains in fp32 there, so the baseline does too.
-            kwargs["bf16"] = False
-        elif not bf16_ok:
-            kwargs["bf16"] = False
+        # TRL defaults bf16=True. On a CPU that runs (bf16 autocast) but measures the CPU's
+        # bf16 support; ours trains in fp32 there, so the baseline does too (and on a GPU
+        # without bf16, where TRL's default would fail).
+        kwargs = {} if bf16_ok else {"bf16": False}
         sft = SFTConfig(
             output_dir=output_dir,
             per_device_train_batch_size=args.batch_size,
@@ -171,10 +167,7 @@ def trainer_args(args, variant: str, output_dir: str):
         gpus=0 if cpu else 1,
     )
     sft = sft_config(ft, args.lr, args.seed, output_dir, args.device, bf16_ok)
-    collator = None
-    if ft["batching"] == "padding_free":
-        # As overtrained.finetune.run builds it (the tokenizer's pad id is PAD here).
-        collator = DataCollatorForLanguageModeling(pad_token_id=PAD, padding_free=True)
+    collator = data_collator(ft, tokenizer)
     return sft, collator, {"attn_implementation": ft["attn_implementation"], "finetune": ft}
 
 
@@ -227,7 +220,7 @@ def worker(args) -> dict:
     dataset = build_dataset(args, examples, model.config.vocab_size)
     timer = make_timer(args)
     with tempfile.TemporaryDirectory() as tmp:
-        sft, collator, notes = trainer_args(args, args.variant, tmp)
+        sft, collator, notes = trainer_args(args, args.variant, tmp, tokenizer)
         if notes["attn_implementation"]:
             model.set_attn_implementation(notes["attn_implementation"])
         trainer = SFTTrainer(

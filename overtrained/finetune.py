@@ -149,6 +149,20 @@ def run_fingerprint(base_dir, train_jsonl, lr, seed, params, processes: int) -> 
     }
 
 
+def data_collator(ft: dict, tokenizer):
+    """The collator for `ft['batching']`, or None for TRL's default (padded, or packed).
+
+    TRL's own padding_free flag refuses max_length without packing; its collator in
+    padding-free mode, after TRL's truncation, gives the same rows flattened into one.
+    """
+    if ft["batching"] != "padding_free":
+        return None
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return DataCollatorForLanguageModeling(pad_token_id=pad, padding_free=True)
+
+
 def latest_checkpoint(scratch: Path) -> Path | None:
     """The newest complete trainer checkpoint: the Trainer writes trainer_state.json last."""
     candidates = sorted(
@@ -285,7 +299,6 @@ def run(
     import transformers
     from datasets import Dataset
     from trl import SFTTrainer
-    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     torch.set_num_threads(threads)
     bf16_ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
@@ -308,12 +321,7 @@ def run(
     )
     tokenizer = transformers.AutoTokenizer.from_pretrained(base_dir)
     args = sft_config(ft, lr, seed, str(scratch), device, bf16_ok)
-    collator = None
-    if ft["batching"] == "padding_free":
-        # TRL's own padding_free flag refuses max_length without packing; its collator in
-        # padding-free mode after TRL's truncation gives the same rows, flattened.
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        collator = DataCollatorForLanguageModeling(pad_token_id=pad, padding_free=True)
+    collator = data_collator(ft, tokenizer)
     divergence, interrupt = _callbacks(ft["divergence_factor"])
     trainer = SFTTrainer(
         model=model,
