@@ -269,13 +269,18 @@ def _resolve_datasets(tasks: dict) -> None:
     for name, task in tasks.items():
         where = f"finetune.tasks.{name}"
         if task["kind"] != "dataset":
-            if "dataset" in task:
+            if task["dataset"] is not None:
                 raise ConfigError(
                     f"{where}.dataset: only tasks of kind 'dataset' read a dataset "
                     f"(this one is {task['kind']!r}); remove the key or set kind: dataset"
                 )
+            if task["n_train"] is None:
+                raise ConfigError(
+                    f"{where}.n_train: a generated task needs a number of examples "
+                    "(null, 'all rows', only applies to kind: dataset)"
+                )
             continue
-        if "dataset" not in task:
+        if task["dataset"] is None:
             raise ConfigError(
                 f"{where}.dataset: a task of kind 'dataset' names a dataset: one of "
                 f"{', '.join(sorted(dataset_tasks.library()))} or a full definition"

@@ -44,6 +44,7 @@ def test_every_schema_property_is_described_and_defaulted():
             walk(extra, f"{path}.*")
 
     walk(schema, "")
+    walk(schema["$defs"]["dataset_definition"], "(dataset definition)")
     assert missing == []
 
 

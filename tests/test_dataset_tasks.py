@@ -193,6 +193,7 @@ def test_offline_cache_miss_names_the_dataset(tmp_path):
         ),
         ({"kind": "arithmetic", "dataset": "gsm8k"}, "only tasks of kind 'dataset'"),
         ({"kind": "dataset"}, "names a dataset"),
+        ({"kind": "arithmetic", "n_train": None}, "a generated task needs a number"),
     ],
 )
 def test_bad_dataset_tasks_fail_config_validation(task, message):
