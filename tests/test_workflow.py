@@ -276,3 +276,22 @@ def test_configfile_replaces_the_default_config():
     jobs = dry_run_jobs(REPO, "--configfile", str(REPO / "tests/configs/tiny.yaml"))
     outputs = " ".join(out for _, out in jobs)
     assert "results/tiny/" in outputs and "results/mini/" not in outputs
+
+
+def test_a_gpu_run_without_cuda_fails_clearly_and_loses_nothing(finished, tmp_path):
+    """`gpus: 1` on a CPU machine: the new run's job fails at start naming the problem; no
+    finished result is deleted or re-run (the GPU count is an execution setting)."""
+    cfg = yaml.safe_load((finished / "config.yaml").read_text())
+    cfg["finetune"]["gpus"] = 1
+    cfg["finetune"]["lrs"]["arith"] = [*cfg["finetune"]["lrs"]["arith"], 5.0e-3]
+    path = tmp_path / "gpu.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    before = {p: p.stat().st_mtime_ns for p in (finished / "results").rglob("*") if p.is_file()}
+    target = "results/tiny/16K-seed0/ft/arith/lr0.005/seed0/train.json"
+    result = snakemake(finished, "--configfile", str(path), "--cores", "1", target, check=False)
+    assert result.returncode != 0
+    log = finished / "logs/finetune/tiny/16K-seed0/arith-lr0.005-seed0.log"
+    assert "finetune.gpus is 1 but this job sees no CUDA device" in log.read_text()
+    after = {p: p.stat().st_mtime_ns for p in (finished / "results").rglob("*") if p.is_file()}
+    assert {p: t for p, t in after.items() if p in before} == before
+    assert not (finished / target).exists()
