@@ -37,6 +37,13 @@ from overtrained.tasks import read_jsonl
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 log = logging.getLogger(__name__)
 CHECKPOINT_PREFIX = "checkpoint-"
+# Shard every decoder layer; checkpoints hold full (unsharded) weights, loadable anywhere.
+FSDP2_CONFIG = {
+    "version": 2,
+    "reshard_after_forward": True,
+    "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+    "state_dict_type": "FULL_STATE_DICT",
+}
 RUN_RECORD = "run.json"
 
 
@@ -103,6 +110,7 @@ def sft_config(ft: dict, lr: float, seed: int, output_dir: str, device: str, bf1
     per_device, accumulation = batch_layout(ft, world_size())
     bf16 = device == "cuda" and (ft["precision"] == "bf16" or ft["precision"] == "auto" and bf16_ok)
     save = ft["save_steps"] > 0
+    checkpointing = ft["gradient_checkpointing"]
     return SFTConfig(
         output_dir=output_dir,
         learning_rate=lr,
@@ -117,14 +125,17 @@ def sft_config(ft: dict, lr: float, seed: int, output_dir: str, device: str, bf1
         max_grad_norm=ft["max_grad_norm"],
         completion_only_loss=ft["completion_only_loss"],
         packing=ft["batching"] == "packed",
-        activation_checkpointing=ft["gradient_checkpointing"],  # the new name of the flag
+        # FSDP recomputes activations itself (the Trainer's flag would all-gather twice).
+        activation_checkpointing=checkpointing and not ft["fsdp"],
         seed=seed,
         data_seed=seed,
         use_cpu=device == "cpu",
         bf16=bf16,
         fp16=False,
-        fsdp="full_shard auto_wrap" if ft["fsdp"] else "",
-        fsdp_config={"version": 2, "reshard_after_forward": True} if ft["fsdp"] else None,
+        fsdp=ft["fsdp"],
+        fsdp_config=FSDP2_CONFIG | {"activation_checkpointing": checkpointing}
+        if ft["fsdp"]
+        else None,
         report_to="none",
         save_strategy="steps" if save else "no",
         save_steps=ft["save_steps"] if save else 500,
@@ -331,6 +342,13 @@ def run(
         data_collator=collator,
         callbacks=[divergence, interrupt, *callbacks],
     )
+    if ft["fsdp"] and not trainer.is_fsdp_enabled:
+        # accelerate enables FSDP on several GPUs only; never train unsharded silently.
+        raise DeviceError(
+            f"finetune.fsdp is on but FSDP is not active in this job ({world_size()} "
+            f"process(es) on {device}): FSDP shards over 2 or more GPUs; set finetune.gpus >= 2 "
+            "or fsdp: false"
+        )
     if resume_from:
         log.info("resuming from %s", resume_from)
     train_start = time.perf_counter()
@@ -384,6 +402,7 @@ def run(
             "per_device_batch_size": per_device,
             "gradient_accumulation_steps": accumulation,
             "bf16": args.bf16,
+            "fsdp_enabled": trainer.is_fsdp_enabled,
         },
         **_peak_memory_mib(device),
     )

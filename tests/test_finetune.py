@@ -241,3 +241,14 @@ def test_a_gpu_job_on_a_cpu_node_fails_before_launching(checkpoint_dir, train_js
     with pytest.raises(finetune.DeviceError, match="sees no CUDA device"):
         finetune.launch({**run_spec, "ft": {**run_spec["ft"], "gpus": 1}}, processes=1)
     assert not (tmp_path / "train.json").exists()
+
+
+def test_fsdp_where_it_cannot_shard_fails_instead_of_training_unsharded(
+    checkpoint_dir, train_jsonl, tmp_path, capfd
+):
+    """accelerate enables FSDP on several GPUs only; 2 CPU processes would train unsharded."""
+    run_spec = spec(checkpoint_dir, train_jsonl, tmp_path, 1e-3, fsdp=True, per_device_batch_size=4)
+    with pytest.raises(subprocess.CalledProcessError):
+        finetune.launch(run_spec, processes=2)
+    assert "DeviceError: finetune.fsdp is on but FSDP is not active" in capfd.readouterr().err
+    assert not (tmp_path / "train.json").exists()
