@@ -16,6 +16,7 @@ min_version("9.0")
 sys.path.insert(0, workflow.basedir)
 
 import overtrained.config
+import overtrained.lm_eval_index
 import overtrained.workflow as W
 
 # Rule scripts import the library from this checkout, whatever environment runs them.
@@ -31,6 +32,7 @@ if not workflow.overwrite_configfiles:
 
 try:
     config = overtrained.config.load(config)
+    overtrained.lm_eval_index.check_suites(config)
 except overtrained.config.ConfigError as error:
     sys.exit(f"Config error: {error}")
 

@@ -8,6 +8,7 @@ problem becomes a `ConfigError` whose one-line message names the key path
 from __future__ import annotations
 
 import copy
+import json
 import math
 import re
 from pathlib import Path
@@ -143,11 +144,13 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "enum":
         allowed = ", ".join(map(str, error.validator_value))
         return f"{where}: {error.instance!r} is not one of: {allowed}"
-    if "oneOf" in schema_path and isinstance(error.instance, (str, int, float)):
+    if error.validator == "oneOf" and "KMBT" in json.dumps(error.validator_value):
         return (
             f"{where}: {error.instance!r} is not a token count: use a positive integer or a "
             "number with a K/M/B/T suffix such as '250K' or '1.5M'"
         )
+    if error.validator == "oneOf" and '"auto"' in json.dumps(error.validator_value):
+        return f"{where}: {error.instance!r} must be a positive integer or 'auto'"
     if error.validator == "exclusiveMinimum":
         return f"{where}: {error.instance!r} must be greater than {error.validator_value}"
     if error.validator == "minItems" and error.validator_value == 1:
@@ -236,6 +239,7 @@ def _cross_checks(cfg: dict) -> None:
                     f"{TOPIC_LABELS} pre-training topics, but n_topics - heldout_topics = "
                     f"{usable}; raise n_topics"
                 )
+    _resolve_suites(cfg["evaluate"]["suites"])
     for suite_name, suite in cfg["evaluate"]["suites"].items():
         for i, task in enumerate(suite["tasks"]):
             if task.startswith(MINI_PREFIX):
@@ -260,6 +264,33 @@ def _check_batch(ft: dict) -> None:
         )
     if ft["fsdp"] and ft["gpus"] < 2:
         raise ConfigError("finetune.fsdp: FSDP shards over GPUs; it needs finetune.gpus >= 2")
+
+
+SUITES_PATH = Path(__file__).resolve().parent / "suites.yaml"
+
+
+def shipped_suites() -> dict:
+    with open(SUITES_PATH, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def _resolve_suites(suites: dict) -> None:
+    """A suite names its tasks or a shipped preset, never both; presets become task lists."""
+    for name, suite in suites.items():
+        where = f"evaluate.suites.{name}"
+        if (suite["tasks"] is None) == (suite["preset"] is None):
+            raise ConfigError(
+                f"{where}: give exactly one of `tasks` (a list of lm-eval task names) or "
+                "`preset` (a shipped suite)"
+            )
+        if suite["preset"] is not None:
+            shipped = shipped_suites()
+            if suite["preset"] not in shipped:
+                raise ConfigError(
+                    f"{where}.preset: {suite['preset']!r} is not a shipped suite "
+                    f"(shipped: {', '.join(sorted(shipped))})"
+                )
+            suite["tasks"] = list(shipped[suite["preset"]]["tasks"])
 
 
 def _resolve_datasets(tasks: dict) -> None:

@@ -57,6 +57,40 @@ def normalise(results: dict) -> list[dict]:
     return rows
 
 
+CPU_BATCH_SIZE = 64  # what batch_size "auto" means without a GPU
+
+
+def _load(dataset: dict):
+    import datasets
+
+    return datasets.load_dataset(dataset["path"], dataset["name"], **dataset["kwargs"])
+
+
+def prefetch(datasets: list[dict]) -> dict:
+    """Download every dataset a suite's lm-eval tasks read; return what was fetched."""
+    fetched = []
+    for dataset in datasets:
+        splits = _load(dataset)
+        fetched.append({**dataset, "rows": {split: len(rows) for split, rows in splits.items()}})
+    return {"datasets": fetched}
+
+
+def check_cached(datasets: list[dict]) -> None:
+    """Offline, each dataset must load from the cache; else name it and say what to run."""
+    for dataset in datasets:
+        try:
+            _load(dataset)
+        except Exception as err:  # datasets raises many types for a cache miss
+            import datasets as hf_datasets
+
+            raise RuntimeError(
+                f"dataset {dataset['path']!r} (name {dataset['name']!r}) is not in the "
+                f"Hugging Face cache ({hf_datasets.config.HF_DATASETS_CACHE}) and this job "
+                "is offline: run `snakemake prefetch` where there is internet access, with "
+                f"the same HF_HOME. ({type(err).__name__}: {err})"
+            ) from err
+
+
 def run(
     model_dir: str | Path,
     suite: dict,
@@ -65,10 +99,15 @@ def run(
     params: dict,
     threads: int = 1,
     status: str = "ok",
+    datasets: list[dict] = (),
 ) -> dict:
-    """Evaluate one model on one suite and write the normalised results."""
+    """Evaluate one model on one suite and write the normalised results. Offline: the
+    datasets of the suite's lm-eval tasks must be in the cache (the prefetch rule)."""
     started, t0 = provenance.now(), time.perf_counter()
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    # Read by datasets/huggingface_hub at import time: set before importing lm_eval.
+    os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
+    check_cached(datasets)
     import lm_eval
     import torch
     import transformers
@@ -87,7 +126,10 @@ def run(
     model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     model = model.to(device)
     tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=suite["batch_size"], device=device)
+    batch_size = suite["batch_size"]
+    if batch_size == "auto" and device == "cpu":
+        batch_size = CPU_BATCH_SIZE
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
     results = lm_eval.simple_evaluate(
         model=lm,
         tasks=tasks,

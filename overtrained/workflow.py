@@ -168,8 +168,25 @@ def task_dir(cfg: dict, family: str, task: str) -> str:
     return f"{RESULTS}/{family}/tasks/{task}"
 
 
+def suites_with_standard_tasks(cfg: dict) -> list[str]:
+    """Suites naming lm-eval's own tasks, whose datasets come from the Hub."""
+    return [
+        name
+        for name, suite in cfg["evaluate"]["suites"].items()
+        if any(not task.startswith(MINI_PREFIX) for task in suite["tasks"])
+    ]
+
+
+def suite_prefetch_file(suite: str) -> str:
+    return f"{RESULTS}/suites/{suite}/prefetch.json"
+
+
 def prefetch_files(cfg: dict) -> list[str]:
-    return [f"{RESULTS}/datasets/{task}/prefetch.json" for task in dataset_task_names(cfg)]
+    """Everything that needs internet: dataset tasks' and lm-eval suites' downloads."""
+    return [
+        *(f"{RESULTS}/datasets/{task}/prefetch.json" for task in dataset_task_names(cfg)),
+        *(suite_prefetch_file(suite) for suite in suites_with_standard_tasks(cfg)),
+    ]
 
 
 def dataset_local_files(cfg: dict, task: str) -> list[str]:

@@ -2,10 +2,33 @@
 # Gaussian perturbation probe of base checkpoints.
 
 
+rule prefetch_suite:
+    """Download the datasets of a suite's lm-eval tasks into the shared Hugging Face cache
+    (needs internet: a local rule, so on a cluster it runs on the login node)."""
+    output:
+        W.suite_prefetch_file("{suite}"),
+    log:
+        "logs/prefetch/suite-{suite}.log",
+    wildcard_constraints:
+        suite=W.alternatives(W.suites_with_standard_tasks(config)),
+    localrule: True
+    conda:
+        "../envs/eval.yaml"
+    params:
+        datasets=lambda w: overtrained.lm_eval_index.datasets_of_suite(config, w.suite),
+    script:
+        "../scripts/prefetch_suite.py"
+
+
 rule evaluate:
     input:
         unpack(model_files),
         tests=lambda w: list(mini_test_files(w).values()),
+        prefetch=lambda w: (
+            [W.suite_prefetch_file(w.suite)]
+            if w.suite in W.suites_with_standard_tasks(config)
+            else []
+        ),
     output:
         f"{W.RESULTS}/{{family}}/{{ckpt}}/{{model}}/eval/{{suite}}.json",
     log:
@@ -24,6 +47,7 @@ rule evaluate:
         model_dir=model_dir,
         mini_test_files=mini_test_files,
         suite=lambda w: config["evaluate"]["suites"][w.suite],
+        datasets=lambda w: overtrained.lm_eval_index.datasets_of_suite(config, w.suite),
         code=W.stage_code_hash("evaluate"),
     script:
         "../scripts/evaluate.py"

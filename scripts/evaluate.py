@@ -13,4 +13,5 @@ evaluate.run(
     params=params_dict(smk.params),
     threads=smk.threads,
     status=provenance.read_json(smk.input.record).get("status", "ok"),
+    datasets=smk.params.datasets,
 )

@@ -68,6 +68,22 @@ def test_default_config_dry_run_plans_every_stage(tmp_path):
     assert dict(job_counts(jobs)) == expected_counts(cfg)
 
 
+def test_a_standard_suite_is_prefetched_then_evaluated(tmp_path):
+    cfg = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
+    cfg["evaluate"]["suites"]["bench"] = {"preset": "generalist", "limit": 10}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    args = ("--snakefile", str(REPO / "Snakefile"), "--configfile", str(path))
+    counts = job_counts(dry_run_jobs(tmp_path, *args))
+    n_models = sum(1 + len(workflow.ft_models(C.load(cfg))) for _ in range(2))  # 2 budgets
+    assert counts["prefetch_suite"] == 1
+    assert counts["evaluate"] == n_models * 2  # suites mini and bench
+    assert dict(job_counts(dry_run_jobs(tmp_path, "prefetch", *args))) == {
+        "prefetch_suite": 1,
+        "prefetch": 1,
+    }
+
+
 @pytest.mark.parametrize("schedule", ["wsd", "constant"])
 def test_trunk_schedules_plan_one_trunk_per_seed(tmp_path, schedule):
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -98,6 +114,10 @@ BAD_CONFIGS = {
     "space": (
         lambda c: c["families"].update({"a b": c["families"].pop("tiny")}),
         "families: name 'a b'",
+    ),
+    "lm_eval_task": (
+        lambda c: c["evaluate"]["suites"].update(bench={"tasks": ["arc_easy", "hellaswg"]}),
+        "evaluate.suites.bench.tasks[1]: 'hellaswg' is not an lm-eval task",
     ),
 }
 
@@ -239,6 +259,29 @@ def test_changing_one_lr_reruns_only_that_lr_and_aggregation(finished, tmp_path)
         "aggregate": 1,
         "figures": 1,
     }
+
+
+def test_changing_a_suite_reruns_only_that_suites_evaluations(finished, tmp_path):
+    cfg = yaml.safe_load((finished / "config.yaml").read_text())
+    cfg["evaluate"]["suites"]["mini"]["tasks"].remove("mini_topic_classification")
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    jobs = dry_run_jobs(finished, "--configfile", str(path))
+    evaluations = [out for rule, out in jobs if rule == "evaluate"]
+    n_ckpt = len(cfg["families"]["tiny"]["budgets"])
+    n_ft = len(workflow.ft_models(C.load(cfg)))
+    assert len(evaluations) == n_ckpt * (1 + n_ft)
+    assert all(out.endswith("/eval/mini.json") for out in evaluations)
+    # Base models: only the suite's evaluations. Fine-tuned weights are temporary, so they
+    # are rebuilt, and what reads them re-runs too (keep_weights: true avoids both).
+    assert dict(job_counts(jobs)) == {
+        "evaluate": n_ckpt * (1 + n_ft),
+        "finetune": n_ckpt * n_ft,
+        "probes": n_ckpt * n_ft,
+        "aggregate": 1,
+        "figures": 1,
+    }
+    assert not [out for rule, out in jobs if rule == "probes" and "/base/" in out]
 
 
 def test_a_stage_code_change_reruns_that_stage_and_downstream_only(finished):

@@ -1,0 +1,8 @@
+"""Rule `prefetch_suite`: fill the shared Hugging Face cache with a suite's lm-eval datasets."""
+
+from overtrained import evaluate, provenance
+from overtrained.entry import log_to
+
+log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
+smk = snakemake  # noqa: F821
+provenance.write_json(smk.output[0], evaluate.prefetch(smk.params.datasets))
