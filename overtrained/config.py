@@ -20,6 +20,14 @@ import yaml
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
 _SUFFIX = {"K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}
 MINI_PREFIX = "mini_"  # lm-eval tasks shipped in overtrained/lm_eval_tasks/, one per task kind
+ID_PREFIX = "id_"  # id_<task>: in-distribution accuracy of a dataset task with answers
+
+
+def is_repo_task(name: str) -> bool:
+    """A suite task defined by this repo (mini_<kind>, id_<task>), not by lm-eval."""
+    return name.startswith((MINI_PREFIX, ID_PREFIX))
+
+
 TOPIC_LABELS = 8  # labels of the topic_classification task (tasks.make_task's default)
 _FLOAT_STRING = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
@@ -242,6 +250,8 @@ def _cross_checks(cfg: dict) -> None:
     _resolve_suites(cfg["evaluate"]["suites"])
     for suite_name, suite in cfg["evaluate"]["suites"].items():
         for i, task in enumerate(suite["tasks"]):
+            if task.startswith(ID_PREFIX):
+                _check_id_task(cfg, f"evaluate.suites.{suite_name}.tasks[{i}]", task)
             if task.startswith(MINI_PREFIX):
                 kind = task.removeprefix(MINI_PREFIX)
                 if kinds.count(kind) != 1:
@@ -250,6 +260,23 @@ def _cross_checks(cfg: dict) -> None:
                         f"split of the fine-tuning task of kind {kind!r}, but finetune.tasks has "
                         f"{kinds.count(kind)} of that kind (need exactly one)"
                     )
+
+
+def _check_id_task(cfg: dict, where: str, name: str) -> None:
+    task = cfg["finetune"]["tasks"].get(name.removeprefix(ID_PREFIX))
+    if task is None or task["kind"] != "dataset":
+        names = [
+            f"{ID_PREFIX}{t}" for t, v in cfg["finetune"]["tasks"].items() if v["kind"] == "dataset"
+        ]
+        raise ConfigError(
+            f"{where}: {name!r} scores the dataset task {name.removeprefix(ID_PREFIX)!r}, which "
+            f"finetune.tasks does not have (dataset tasks: {', '.join(names) or 'none'})"
+        )
+    if not (task["dataset"]["choices"] or task["dataset"]["answer_pattern"]):
+        raise ConfigError(
+            f"{where}: {name!r} needs answers to score: give the dataset definition `choices` "
+            "(a fixed answer set) or `answer_pattern` (a final answer in the text)"
+        )
 
 
 def _check_batch(ft: dict) -> None:

@@ -140,11 +140,23 @@ def check(defn: dict, where: str) -> None:
     fmt = defn["format"]
     if fmt == "template" and not defn["completion"]:
         raise DatasetTaskError(f"{where}.completion: format 'template' needs a completion template")
-    for key in ("prompt", "completion"):
+    templates = {"prompt": defn["prompt"], "completion": defn["completion"]}
+    templates |= {f"choices[{i}]": c for i, c in enumerate(defn.get("choices") or [])}
+    for key, text in templates.items():
         try:
-            _environment().parse(defn[key])
+            _environment().parse(text)
         except jinja2.TemplateSyntaxError as err:
             raise DatasetTaskError(f"{where}.{key}: not a valid Jinja template: {err}") from None
+    if defn.get("answer_pattern"):
+        try:
+            groups = re.compile(defn["answer_pattern"]).groups
+        except re.error as err:
+            message = f"{where}.answer_pattern: not a regular expression: {err}"
+            raise DatasetTaskError(message) from None
+        if groups < 1:
+            raise DatasetTaskError(f"{where}.answer_pattern: needs a group, as in '#### (.+)'")
+    if defn.get("choices") and defn.get("answer_pattern"):
+        raise DatasetTaskError(f"{where}: give choices or answer_pattern, not both")
 
 
 @functools.cache
@@ -186,20 +198,50 @@ def render_transcript(text: str) -> dict:
     return {"prompt": text[:cut], "completion": text[cut:]}
 
 
-def render_row(defn: dict, row: dict) -> dict:
-    """One dataset row as {"prompt", "completion"}; a missing column raises naming the columns."""
+def _render(defn: dict, row: dict) -> dict:
     fmt = defn["format"]
+    if fmt == "template":
+        rendered = {
+            "prompt": _template(defn["prompt"]).render(**row),
+            "completion": _template(defn["completion"]).render(**row),
+        }
+    elif defn["column"] not in row:
+        raise jinja2.UndefinedError(f"'{defn['column']}' is undefined")
+    elif fmt == "chat":
+        rendered = render_chat(list(row[defn["column"]]), defn["chat_template"])
+    else:
+        rendered = render_transcript(row[defn["column"]])
+    if defn.get("choices"):
+        choices = [_template(choice).render(**row) for choice in defn["choices"]]
+        if rendered["completion"] not in choices:
+            raise DatasetTaskError(
+                f"dataset {defn['path']!r}: completion {rendered['completion']!r} is not one of "
+                f"the rendered choices {choices}; fix the definition's choices"
+            )
+        rendered |= {"choices": choices, "target": choices.index(rendered["completion"])}
+    if defn.get("answer_pattern"):
+        rendered["answer"] = extract_answer(defn["answer_pattern"], rendered["completion"])
+        if rendered["answer"] is None:
+            raise DatasetTaskError(
+                f"dataset {defn['path']!r}: answer_pattern {defn['answer_pattern']!r} finds no "
+                f"answer in the completion {rendered['completion'][-200:]!r}"
+            )
+    return rendered
+
+
+def extract_answer(pattern: str, text: str) -> str | None:
+    """The first group of the first match of `pattern` in `text` (None if it does not match).
+    The same function scores references and generations, so both are read alike."""
+    match = re.search(pattern, text)
+    return match.group(1).strip() if match else None
+
+
+def render_row(defn: dict, row: dict) -> dict:
+    """One dataset row as {"prompt", "completion"} (+ "choices" and "target" for a task with
+    a fixed answer set, + "answer" for one with an answer_pattern); a missing column raises
+    naming the columns there are."""
     try:
-        if fmt == "template":
-            return {
-                "prompt": _template(defn["prompt"]).render(**row),
-                "completion": _template(defn["completion"]).render(**row),
-            }
-        if defn["column"] not in row:
-            raise jinja2.UndefinedError(f"'{defn['column']}' is undefined")
-        if fmt == "chat":
-            return render_chat(list(row[defn["column"]]), defn["chat_template"])
-        return render_transcript(row[defn["column"]])
+        return _render(defn, row)
     except jinja2.UndefinedError as err:
         raise DatasetTaskError(
             f"dataset {defn['path']!r}: {err} in a row; its columns are: {', '.join(row)}. "

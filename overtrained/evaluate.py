@@ -17,9 +17,24 @@ from pathlib import Path
 import yaml
 
 from overtrained import provenance
-from overtrained.config import MINI_PREFIX
+from overtrained.config import ID_PREFIX, MINI_PREFIX
 
 TASK_DIR = Path(__file__).resolve().parent / "lm_eval_tasks"
+
+
+def id_task_config(
+    name: str, test_file: str | Path, answer_pattern: str | None, max_gen_toks: int = 256
+) -> dict:
+    """id_<task>: label accuracy (multiple choice) or, with an answer pattern, exact match of
+    the answer in a greedy generation of at most `max_gen_toks` tokens, over a dataset
+    task's held-out rows."""
+    template = "id_generate" if answer_pattern else "id_choice"
+    config = repo_task_config(template, test_file)
+    config["task"] = name
+    if answer_pattern:
+        config["filter_list"][0]["filter"][0]["regex_pattern"] = answer_pattern
+        config["generation_kwargs"]["max_gen_toks"] = max_gen_toks
+    return config
 
 
 def repo_task_config(name: str, test_file: str | Path) -> dict:
@@ -91,6 +106,24 @@ def check_cached(datasets: list[dict]) -> None:
             ) from err
 
 
+def load_lm(model_dir: str | Path, batch_size: int | str, precision: str = "auto"):
+    """lm-eval's HFLM around our loaded model: on a GPU, bf16 (precision auto, where
+    supported) and lm-eval's automatic batch size; on a CPU, fp32 and CPU_BATCH_SIZE."""
+    import torch
+    import transformers
+    from lm_eval.models.huggingface import HFLM
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    bf16 = device == "cuda" and precision != "fp32" and torch.cuda.is_bf16_supported()
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    # HFLM keeps a loaded model where it is (it ignores device=), so place it here.
+    model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
+    if batch_size == "auto" and device == "cpu":
+        batch_size = CPU_BATCH_SIZE
+    return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
+
+
 def run(
     model_dir: str | Path,
     suite: dict,
@@ -100,6 +133,8 @@ def run(
     threads: int = 1,
     status: str = "ok",
     datasets: list[dict] = (),
+    precision: str = "auto",
+    answer_patterns: dict[str, str] | None = None,
 ) -> dict:
     """Evaluate one model on one suite and write the normalised results. Offline: the
     datasets of the suite's lm-eval tasks must be in the cache (the prefetch rule)."""
@@ -110,26 +145,21 @@ def run(
     check_cached(datasets)
     import lm_eval
     import torch
-    import transformers
-    from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
     torch.set_num_threads(threads)
+    lm = load_lm(model_dir, suite["batch_size"], precision)
     tasks = []
     for name in suite["tasks"]:
         if name.startswith(MINI_PREFIX):
             tasks.append(repo_task_config(name, mini_test_files[name]))
+        elif name.startswith(ID_PREFIX):
+            pattern = (answer_patterns or {}).get(name)
+            # Half the context at most: the prompt needs room too.
+            max_gen = min(256, lm.max_length // 2)
+            tasks.append(id_task_config(name, mini_test_files[name], pattern, max_gen))
         else:
             tasks.append(name)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    # HFLM keeps a loaded model where it is (it ignores device=), so place it here.
-    model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    model = model.to(device)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
-    batch_size = suite["batch_size"]
-    if batch_size == "auto" and device == "cpu":
-        batch_size = CPU_BATCH_SIZE
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
     results = lm_eval.simple_evaluate(
         model=lm,
         tasks=tasks,
@@ -159,6 +189,8 @@ def run(
         task_configs={k: v for k, v in results.get("configs", {}).items()},
         n_shot=results.get("n-shot", {}),
         model_sha=provenance.sha256_file(Path(model_dir) / "model.safetensors"),
+        dtype=str(lm.model.dtype).removeprefix("torch."),
+        batch_size=suite["batch_size"],
     )
     provenance.write_json(out_json, record)
     return record

@@ -15,7 +15,7 @@ import os
 from importlib import metadata
 from pathlib import Path
 
-from overtrained.config import MINI_PREFIX
+from overtrained.config import is_repo_task
 
 # Per user and lm-eval version, shared by every checkout and working directory.
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "overtrained"
@@ -70,8 +70,8 @@ def load(cache_dir: str | Path = DEFAULT_CACHE) -> dict:
 
 
 def standard_tasks(suite: dict) -> list[str]:
-    """The suite's tasks that come from lm-eval (not the repo's mini_* YAMLs)."""
-    return [name for name in suite["tasks"] if not name.startswith(MINI_PREFIX)]
+    """The suite's tasks that come from lm-eval (not the repo's mini_*/id_* YAMLs)."""
+    return [name for name in suite["tasks"] if not is_repo_task(name)]
 
 
 def unknown_task_message(name: str, index: dict) -> str | None:
@@ -120,7 +120,7 @@ def check_suites(cfg: dict, cache_dir: str | Path = DEFAULT_CACHE) -> None:
         (suite_name, i, task)
         for suite_name, suite in cfg["evaluate"]["suites"].items()
         for i, task in enumerate(suite["tasks"])
-        if not task.startswith(MINI_PREFIX)
+        if not is_repo_task(task)
     ]
     if not names:
         return

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from overtrained.config import MINI_PREFIX, format_lr, parse_tokens
+from overtrained.config import ID_PREFIX, MINI_PREFIX, format_lr, is_repo_task, parse_tokens
 
 RESULTS = "results"
 FIGURES = ("sensitivity", "retention", "in_distribution", "benchmarks")
@@ -173,7 +173,7 @@ def suites_with_standard_tasks(cfg: dict) -> list[str]:
     return [
         name
         for name, suite in cfg["evaluate"]["suites"].items()
-        if any(not task.startswith(MINI_PREFIX) for task in suite["tasks"])
+        if any(not is_repo_task(task) for task in suite["tasks"])
     ]
 
 
@@ -219,13 +219,28 @@ def training_params(training: dict) -> dict:
 
 
 def mini_test_files(cfg: dict, family: str, suite: str) -> dict[str, str]:
-    """Held-out split of the fine-tuning task behind each mini_<kind> lm-eval task of a suite
-    (config validation guarantees exactly one task of each such kind)."""
+    """Held-out split behind each repo lm-eval task of a suite: the fine-tuning task of that
+    kind for mini_<kind> (config validation guarantees exactly one), the dataset task for
+    id_<task>."""
     by_kind = {t["kind"]: name for name, t in cfg["finetune"]["tasks"].items()}
+    files = {}
+    for name in cfg["evaluate"]["suites"][suite]["tasks"]:
+        if name.startswith(MINI_PREFIX):
+            task = by_kind[name.removeprefix(MINI_PREFIX)]
+            files[name] = f"{task_dir(cfg, family, task)}/test.jsonl"
+        elif name.startswith(ID_PREFIX):
+            files[name] = f"{task_dir(cfg, family, name.removeprefix(ID_PREFIX))}/test.jsonl"
+    return files
+
+
+def answer_patterns(cfg: dict, suite: str) -> dict[str, str]:
+    """id_<task> evaluations scored by exact match: their answer patterns."""
+    tasks = cfg["finetune"]["tasks"]
     return {
-        name: f"{RESULTS}/{family}/tasks/{by_kind[name.removeprefix(MINI_PREFIX)]}/test.jsonl"
+        name: tasks[name.removeprefix(ID_PREFIX)]["dataset"]["answer_pattern"]
         for name in cfg["evaluate"]["suites"][suite]["tasks"]
-        if name.startswith(MINI_PREFIX)
+        if name.startswith(ID_PREFIX)
+        and tasks[name.removeprefix(ID_PREFIX)]["dataset"]["answer_pattern"]
     }
 
 

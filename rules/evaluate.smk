@@ -48,6 +48,8 @@ rule evaluate:
         mini_test_files=mini_test_files,
         suite=lambda w: config["evaluate"]["suites"][w.suite],
         datasets=lambda w: overtrained.lm_eval_index.datasets_of_suite(config, w.suite),
+        precision=config["evaluate"]["precision"],
+        answer_patterns=lambda w: W.answer_patterns(config, w.suite),
         code=W.stage_code_hash("evaluate"),
     script:
         "../scripts/evaluate.py"

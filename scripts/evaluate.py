@@ -14,4 +14,6 @@ evaluate.run(
     threads=smk.threads,
     status=provenance.read_json(smk.input.record).get("status", "ok"),
     datasets=smk.params.datasets,
+    precision=smk.params.precision,
+    answer_patterns=smk.params.answer_patterns,
 )

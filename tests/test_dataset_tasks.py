@@ -213,3 +213,68 @@ def test_a_shipped_task_resolves_into_the_config():
     task = config.load(raw)["finetune"]["tasks"]["hh"]
     assert task["dataset"]["path"] == "Anthropic/hh-rlhf"
     assert task["dataset"]["test_split"] == "test" and task["n_train"] == 1000
+
+
+def test_choices_give_a_target_and_patterns_an_answer():
+    trec = dataset_tasks.render_row(
+        dataset_tasks.resolve("trec"), {"text": "Who?", "coarse_label": 3}
+    )
+    assert trec["choices"][trec["target"]] == trec["completion"] == " human"
+    siqa = dataset_tasks.render_row(
+        dataset_tasks.resolve("siqa"),
+        {
+            "context": "C",
+            "question": "Q",
+            "answerA": "a",
+            "answerB": "b",
+            "answerC": "c",
+            "label": "3",
+        },
+    )
+    assert siqa["choices"] == [" a", " b", " c"] and siqa["target"] == 2
+    gsm = dataset_tasks.render_row(
+        dataset_tasks.resolve("gsm8k"), {"question": "q", "answer": "3 + 4 = 7\n#### 1,007"}
+    )
+    assert gsm["answer"] == "1,007"
+    assert dataset_tasks.extract_answer("#### *(-?[0-9.,]+)", "so\n####  -12.5 apples") == "-12.5"
+    assert dataset_tasks.extract_answer("#### (.+)", "no marker") is None
+
+
+def test_answers_that_do_not_fit_the_definition_are_errors():
+    mr = dataset_tasks.resolve({**dataset_tasks.library()["mr"], "choices": [" bad", " good"]})
+    with pytest.raises(DatasetTaskError, match="is not one of the rendered choices"):
+        dataset_tasks.render_row(mr, {"text": "x", "label": 1})
+    with pytest.raises(DatasetTaskError, match="finds no answer"):
+        dataset_tasks.render_row(dataset_tasks.resolve("gsm8k"), {"question": "q", "answer": "7"})
+    for bad, message in (
+        ({"answer_pattern": "(unclosed"}, "not a regular expression"),
+        ({"answer_pattern": "#### .+"}, "needs a group"),
+        ({"answer_pattern": "(.+)", "choices": [" a", " b"]}, "not both"),
+    ):
+        defn = dataset_tasks.resolve({**dataset_tasks.library()["gsm8k"], **bad})
+        with pytest.raises(DatasetTaskError, match=message):
+            dataset_tasks.check(defn, "t")
+
+
+@pytest.mark.parametrize(
+    ("suite_tasks", "message"),
+    [
+        (["id_nope"], "scores the dataset task 'nope', which finetune.tasks does not have"),
+        (["id_hh"], "'id_hh' needs answers to score"),
+    ],
+)
+def test_id_evaluations_need_a_dataset_task_with_answers(suite_tasks, message):
+    raw = {
+        "finetune": {
+            "tasks": {
+                "hh": {"kind": "dataset", "dataset": "anthropic_hh"},
+                "mr": {"kind": "dataset", "dataset": "mr"},
+            },
+            "lrs": {"hh": [1e-5], "mr": [1e-5]},
+        },
+        "evaluate": {"suites": {"id": {"tasks": suite_tasks}}},
+    }
+    with pytest.raises(config.ConfigError, match=message):
+        config.load(raw)
+    raw["evaluate"]["suites"]["id"]["tasks"] = ["id_mr"]
+    assert config.load(raw)["evaluate"]["suites"]["id"]["tasks"] == ["id_mr"]

@@ -95,3 +95,91 @@ def test_suite_runs_offline_on_a_tiny_checkpoint(checkpoint_dir, task_files, tmp
     assert all(m["n"] == 4 for m in record["metrics"])
     assert record["model_sha"] == provenance.sha256_file(checkpoint_dir / "model.safetensors")
     assert record["lm_eval_version"] and record["task_versions"]["mini_arithmetic"] == 1
+
+
+@pytest.fixture(scope="module")
+def id_test_files(tmp_path_factory):
+    """Held-out rows of two dataset tasks as dataset_task renders them: one with a fixed
+    answer set (label accuracy), one with a final answer in the text (exact match)."""
+    from overtrained import dataset_tasks
+
+    out = tmp_path_factory.mktemp("id")
+    mr = dataset_tasks.resolve("mr")
+    reviews = [
+        {"text": f"film {i} was {'good' if i % 2 else 'bad'}", "label": i % 2} for i in range(8)
+    ]
+    gsm = dataset_tasks.resolve("gsm8k")
+    sums = [
+        {"question": f"{i} + {i}?", "answer": f"{i} and {i} make {2 * i}.\n#### {2 * i}"}
+        for i in range(8)
+    ]
+    tasks.write_jsonl(out / "mr.jsonl", [dataset_tasks.render_row(mr, r) for r in reviews])
+    tasks.write_jsonl(out / "gsm.jsonl", [dataset_tasks.render_row(gsm, r) for r in sums])
+    return {"id_mr": out / "mr.jsonl", "id_gsm": out / "gsm.jsonl"}, gsm["answer_pattern"]
+
+
+def test_label_accuracy_requests_score_each_rendered_choice(id_test_files):
+    from lm_eval.tasks import TaskManager, get_task_dict
+
+    files, _ = id_test_files
+    config = evaluate.id_task_config("id_mr", files["id_mr"], None)
+    manager = TaskManager(include_path=str(evaluate.TASK_DIR), include_defaults=False)
+    task = get_task_dict([config], manager)["id_mr"]
+    task.build_all_requests(limit=None, rank=0, world_size=1)
+    assert len(task.instances) == 8 * 2
+    for inst in task.instances:
+        assert inst.arguments[0].startswith("Review: film")
+        assert inst.arguments[1] in (" negative", " positive")
+
+
+class CannedLM:
+    """An lm-eval model that answers every prompt from a table: scoring without a model."""
+
+    def __new__(cls, answers):
+        from lm_eval.api.model import LM
+
+        class Canned(LM):
+            def generate_until(self, requests):
+                return [answers[r.arguments[0]] for r in requests]
+
+            def loglikelihood(self, requests):
+                raise NotImplementedError
+
+            def loglikelihood_rolling(self, requests):
+                raise NotImplementedError
+
+        return Canned()
+
+
+def test_exact_match_extracts_the_answer_like_the_reference(id_test_files):
+    """Half the generations end in the right answer (with different reasoning), half not:
+    exact match is exactly 0.5, through lm-eval's own filter and metric."""
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    files, pattern = id_test_files
+    rows = tasks.read_jsonl(files["id_gsm"])
+    answers = {
+        row["prompt"]: f" I think so.\n#### {row['answer'] if i % 2 else 'nine'}"
+        for i, row in enumerate(rows)
+    }
+    results = lm_eval.simple_evaluate(
+        model=CannedLM(answers),
+        tasks=[evaluate.id_task_config("id_gsm", files["id_gsm"], pattern)],
+        task_manager=TaskManager(include_path=str(evaluate.TASK_DIR), include_defaults=False),
+        bootstrap_iters=0,
+    )
+    rows = {(r["task"], r["metric"]): r["value"] for r in evaluate.normalise(results)}
+    assert rows[("id_gsm", "exact_match[answer]")] == 0.5
+
+
+def test_id_tasks_run_on_a_tiny_checkpoint(checkpoint_dir, id_test_files, tmp_path):
+    files, pattern = id_test_files
+    suite = {"tasks": sorted(files), "num_fewshot": 0, "limit": 4, "batch_size": 8}
+    out = tmp_path / "id.json"
+    evaluate.run(
+        checkpoint_dir, suite, files, out, params={"code": "t"}, answer_patterns={"id_gsm": pattern}
+    )
+    metrics = {(m["task"], m["metric"]): m["value"] for m in provenance.read_json(out)["metrics"]}
+    assert 0 <= metrics[("id_mr", "acc")] <= 1
+    assert metrics[("id_gsm", "exact_match[answer]")] == 0  # an untrained model: no sums
