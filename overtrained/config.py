@@ -224,7 +224,8 @@ def _cross_checks(cfg: dict) -> None:
             )
         retention = parse_tokens(cfg["evaluate"]["retention_tokens"])
         needed = max(1, retention // train["seq_len"]) * (train["seq_len"] + 1)
-        if needed > parse_tokens(fam["corpus"]["heldout_tokens"]):
+        from_corpus = cfg["evaluate"]["retention_text"] is None
+        if from_corpus and needed > parse_tokens(fam["corpus"]["heldout_tokens"]):
             raise ConfigError(
                 f"evaluate.retention_tokens: {retention} tokens in windows of seq_len + 1 need "
                 f"{needed} held-out tokens, but families.{name}.corpus.heldout_tokens is "
@@ -237,6 +238,7 @@ def _cross_checks(cfg: dict) -> None:
             )
     _check_batch(ft)
     _resolve_datasets(tasks)
+    _resolve_retention_text(cfg["evaluate"])
     kinds = [t["kind"] for t in tasks.values()]
     if "topic_classification" in kinds:
         for name, fam in cfg["families"].items():
@@ -277,6 +279,20 @@ def _check_id_task(cfg: dict, where: str, name: str) -> None:
             f"{where}: {name!r} needs answers to score: give the dataset definition `choices` "
             "(a fixed answer set) or `answer_pattern` (a final answer in the text)"
         )
+
+
+def _resolve_retention_text(evaluate: dict) -> None:
+    from overtrained import dataset_tasks
+
+    if evaluate["retention_text"] is None:
+        return
+    where = "evaluate.retention_text"
+    try:
+        evaluate["retention_text"] = dataset_tasks.resolve(evaluate["retention_text"], where)
+        dataset_tasks.check(evaluate["retention_text"], where)
+    except ValueError as err:
+        message = str(err)
+        raise ConfigError(message if message.startswith(where) else f"{where}: {message}") from None
 
 
 def _check_batch(ft: dict) -> None:

@@ -29,7 +29,8 @@ def heldout_windows(stream_path: str | Path, tokens: int, seq_len: int) -> torch
     if n * (seq_len + 1) > len(data):
         raise ValueError(
             f"held-out stream {stream_path} has {len(data)} tokens, {n * (seq_len + 1)} needed: "
-            "raise corpus.heldout_tokens or lower evaluate.retention_tokens"
+            "raise corpus.heldout_tokens (or evaluate.retention_documents) or lower "
+            "evaluate.retention_tokens"
         )
     return torch.from_numpy(np.asarray(data[: n * (seq_len + 1)], dtype=np.int64).reshape(n, -1))
 

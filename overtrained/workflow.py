@@ -30,6 +30,7 @@ STAGE_CODE = {
     "corpus": ("corpus.py",),
     "tasks": ("tasks.py", "corpus.py"),
     "dataset_tasks": ("dataset_tasks.py",),
+    "retention": ("retention.py", "dataset_tasks.py"),
     "pretrain": ("pretrain.py", "model.py"),
     "finetune": ("finetune.py",),
     "evaluate": ("evaluate.py", "lm_eval_tasks/*.yaml"),
@@ -177,6 +178,9 @@ def suites_with_standard_tasks(cfg: dict) -> list[str]:
     ]
 
 
+RETENTION_PREFETCH = f"{RESULTS}/retention/prefetch.json"
+
+
 def suite_prefetch_file(suite: str) -> str:
     return f"{RESULTS}/suites/{suite}/prefetch.json"
 
@@ -186,6 +190,7 @@ def prefetch_files(cfg: dict) -> list[str]:
     return [
         *(f"{RESULTS}/datasets/{task}/prefetch.json" for task in dataset_task_names(cfg)),
         *(suite_prefetch_file(suite) for suite in suites_with_standard_tasks(cfg)),
+        *([RETENTION_PREFETCH] if cfg["evaluate"]["retention_text"] is not None else []),
     ]
 
 

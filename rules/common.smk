@@ -53,3 +53,10 @@ def pretrain_inputs(wildcards):
 
 def mini_test_files(wildcards):
     return W.mini_test_files(config, wildcards.family, wildcards.suite)
+
+
+def heldout_stream(wildcards):
+    """Retention text: the family corpus's held-out split, or evaluate.retention_text."""
+    if config["evaluate"]["retention_text"] is None:
+        return f"{corpus_dir(wildcards.family)}/heldout.npy"
+    return f"{W.RESULTS}/{wildcards.family}/retention/heldout.npy"

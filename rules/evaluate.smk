@@ -2,6 +2,44 @@
 # Gaussian perturbation probe of base checkpoints.
 
 
+rule prefetch_retention:
+    """Download the retention text (evaluate.retention_text) into the shared cache."""
+    output:
+        W.RETENTION_PREFETCH,
+    log:
+        "logs/prefetch/retention.log",
+    localrule: True
+    conda:
+        "../envs/train.yaml"
+    params:
+        dataset=config["evaluate"]["retention_text"],
+    script:
+        "../scripts/prefetch_dataset.py"
+
+
+rule retention_stream:
+    """The retention documents tokenised with a family's tokenizer (offline)."""
+    input:
+        prefetch=W.RETENTION_PREFETCH,
+        tokenizer=lambda w: f"{corpus_dir(w.family)}/tokenizer/tokenizer.json",
+    output:
+        stream=f"{W.RESULTS}/{{family}}/retention/heldout.npy",
+        meta=f"{W.RESULTS}/{{family}}/retention/retention.json",
+    log:
+        "logs/retention_stream/{family}.log",
+    conda:
+        "../envs/train.yaml"
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=30,
+    params:
+        dataset=config["evaluate"]["retention_text"],
+        documents=config["evaluate"]["retention_documents"],
+        code=W.stage_code_hash("retention"),
+    script:
+        "../scripts/retention_stream.py"
+
+
 rule prefetch_suite:
     """Download the datasets of a suite's lm-eval tasks into the shared Hugging Face cache
     (needs internet: a local rule, so on a cluster it runs on the login node)."""
@@ -58,7 +96,7 @@ rule evaluate:
 rule probes:
     input:
         unpack(model_files),
-        heldout=lambda w: f"{corpus_dir(w.family)}/heldout.npy",
+        heldout=heldout_stream,
         tests=lambda w: list(task_test_files(w).values()),
     output:
         f"{W.RESULTS}/{{family}}/{{ckpt}}/{{model}}/eval/{W.PROBES}.json",
@@ -85,7 +123,7 @@ rule probes:
 rule sensitivity:
     input:
         model=rules.pretrain.output.model,
-        heldout=lambda w: f"{corpus_dir(w.family)}/heldout.npy",
+        heldout=heldout_stream,
     output:
         f"{W.RESULTS}/{{family}}/{{ckpt}}/sensitivity.json",
     log:

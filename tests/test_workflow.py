@@ -68,18 +68,23 @@ def test_default_config_dry_run_plans_every_stage(tmp_path):
     assert dict(job_counts(jobs)) == expected_counts(cfg)
 
 
-def test_a_standard_suite_is_prefetched_then_evaluated(tmp_path):
+def test_hub_data_is_prefetched_then_read_offline(tmp_path):
+    """A standard lm-eval suite and C4 retention text: downloads are local prefetch jobs
+    (`snakemake prefetch` runs only those); compute jobs depend on them."""
     cfg = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
     cfg["evaluate"]["suites"]["bench"] = {"preset": "generalist", "limit": 10}
+    cfg["evaluate"]["retention_text"] = "c4_validation"
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))
     args = ("--snakefile", str(REPO / "Snakefile"), "--configfile", str(path))
     counts = job_counts(dry_run_jobs(tmp_path, *args))
     n_models = sum(1 + len(workflow.ft_models(C.load(cfg))) for _ in range(2))  # 2 budgets
-    assert counts["prefetch_suite"] == 1
+    assert counts["prefetch_suite"] == counts["prefetch_retention"] == 1
+    assert counts["retention_stream"] == 1  # one family
     assert counts["evaluate"] == n_models * 2  # suites mini and bench
     assert dict(job_counts(dry_run_jobs(tmp_path, "prefetch", *args))) == {
         "prefetch_suite": 1,
+        "prefetch_retention": 1,
         "prefetch": 1,
     }
 

@@ -1,0 +1,19 @@
+"""Rule `retention_stream`: the retention documents as a family's held-out token stream."""
+
+from pathlib import Path
+
+from overtrained import provenance, retention
+from overtrained.entry import log_to, params_dict
+
+log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
+smk = snakemake  # noqa: F821
+docs = retention.documents(smk.params.dataset, smk.params.documents, offline=True)
+stream = retention.write_stream(docs, Path(smk.input.tokenizer).parent, smk.output.stream)
+provenance.write_json(
+    smk.output.meta,
+    {
+        **stream,
+        "prefetch": provenance.read_json(smk.input.prefetch),
+        "params": params_dict(smk.params),
+    },
+)
