@@ -134,8 +134,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
     schema_path = list(error.absolute_schema_path)
     if "propertyNames" in schema_path:
         bad = error.instance
-        if bad == "probes":
-            return f"{where}: 'probes' is reserved (the built-in probe evaluation); rename it"
+        if bad in ("probes", "judge"):
+            return f"{where}: {bad!r} is reserved (a built-in evaluation); rename it"
         return (
             f"{where}: name {bad!r} is not a safe identifier: use letters, digits, '_' and '-', "
             "starting with a letter (names become file paths and wildcards)"
@@ -239,6 +239,7 @@ def _cross_checks(cfg: dict) -> None:
     _check_batch(ft)
     _resolve_datasets(tasks)
     _resolve_retention_text(cfg["evaluate"])
+    _check_judge(cfg)
     kinds = [t["kind"] for t in tasks.values()]
     if "topic_classification" in kinds:
         for name, fam in cfg["families"].items():
@@ -279,6 +280,27 @@ def _check_id_task(cfg: dict, where: str, name: str) -> None:
             f"{where}: {name!r} needs answers to score: give the dataset definition `choices` "
             "(a fixed answer set) or `answer_pattern` (a final answer in the text)"
         )
+
+
+def _check_judge(cfg: dict) -> None:
+    judge = cfg["evaluate"]["judge"]
+    if judge["command"] is None:
+        return
+    tasks = cfg["finetune"]["tasks"]
+    if not judge["tasks"]:
+        raise ConfigError(
+            "evaluate.judge.tasks: a judge command needs the tasks whose fine-tuned models "
+            f"it scores (known tasks: {', '.join(tasks)})"
+        )
+    for i, task in enumerate(judge["tasks"]):
+        if task not in tasks:
+            raise ConfigError(
+                f"evaluate.judge.tasks[{i}]: no task named {task!r} in finetune.tasks "
+                f"(known: {', '.join(tasks)})"
+            )
+    for placeholder in ("{responses}", "{output}"):
+        if placeholder not in judge["command"]:
+            raise ConfigError(f"evaluate.judge.command: must contain {placeholder}")
 
 
 def _resolve_retention_text(evaluate: dict) -> None:

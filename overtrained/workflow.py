@@ -21,6 +21,7 @@ RESULTS = "results"
 FIGURES = ("sensitivity", "retention", "in_distribution", "benchmarks")
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROBES = "probes"
+JUDGE = "judge"
 
 # The library files each stage runs. Their content hash is a `params:` entry of the
 # stage's rule, so editing the fine-tuning code re-runs fine-tuning and what depends on
@@ -38,6 +39,7 @@ STAGE_CODE = {
     "sensitivity": ("sensitivity.py", "probes.py", "model.py"),
     "aggregate": ("tables.py",),
     "figures": ("figures.py",),
+    "judge": ("judge.py",),
 }
 
 
@@ -114,13 +116,18 @@ def ckpt_dir(family: str, ckpt: str) -> str:
 
 
 def evaluation_files(cfg: dict) -> list[str]:
-    """Every evaluation output: each model (base and fine-tuned) x each suite."""
+    """Every evaluation output: each model (base and fine-tuned) x each suite, and the
+    judge's score of the fine-tuned models of the judged tasks when a judge is configured."""
+    judge = cfg["evaluate"]["judge"]
+    judged = set(judge["tasks"]) if judge["command"] else set()
     out = []
     for family in cfg["families"]:
         for ckpt in checkpoints(cfg, family):
             for model in ["base", *ft_models(cfg)]:
                 for suite in suites(cfg):
                     out.append(f"{ckpt_dir(family, ckpt.name)}/{model}/eval/{suite}.json")
+                if model != "base" and parse_ft_model(model)[0] in judged:
+                    out.append(f"{ckpt_dir(family, ckpt.name)}/{model}/eval/{JUDGE}.json")
     return out
 
 
@@ -208,7 +215,7 @@ def wildcard_constraints(cfg: dict) -> dict[str, str]:
         "task": alternatives(cfg["finetune"]["tasks"]),
         "lr": r"[0-9][0-9.e+-]*",
         "seed": r"\d+",
-        "suite": alternatives(suites(cfg)),
+        "suite": alternatives([*suites(cfg), JUDGE]),
         "model": r"base|ft/[^/]+/lr[^/]+/seed\d+",
         "budget": alternatives(
             sorted({b for fam in cfg["families"].values() for b in fam["budgets"]})

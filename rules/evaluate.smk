@@ -142,3 +142,28 @@ rule sensitivity:
         code=W.stage_code_hash("sensitivity"),
     script:
         "../scripts/sensitivity.py"
+
+
+rule judge:
+    """Off unless evaluate.judge.command is set: see overtrained/judge.py."""
+    input:
+        unpack(model_files),
+        test=lambda w: f"{W.task_dir(config, w.family, W.parse_ft_model(w.model)[0])}/test.jsonl",
+    output:
+        f"{W.RESULTS}/{{family}}/{{ckpt}}/{{model}}/eval/{W.JUDGE}.json",
+    log:
+        "logs/judge/{family}/{ckpt}/{model}.log",
+    wildcard_constraints:
+        model=r"ft/[^/]+/lr[^/]+/seed\d+",
+    conda:
+        "../envs/eval.yaml"
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=60,
+    params:
+        model_dir=model_dir,
+        task=lambda w: W.parse_ft_model(w.model)[0],
+        judge=config["evaluate"]["judge"],
+        code=W.stage_code_hash("judge"),
+    script:
+        "../scripts/judge.py"

@@ -89,6 +89,18 @@ def test_hub_data_is_prefetched_then_read_offline(tmp_path):
     }
 
 
+def test_a_configured_judge_scores_the_fine_tuned_models_of_its_tasks(tmp_path):
+    cfg = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
+    cfg["evaluate"]["judge"] = {"command": "my-judge {responses} {output}", "tasks": ["arith"]}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    jobs = dry_run_jobs(tmp_path, "--snakefile", str(REPO / "Snakefile"), "--configfile", str(path))
+    judged = [out for rule, out in jobs if rule == "judge"]
+    n_ckpt = len(cfg["families"]["tiny"]["budgets"])
+    assert len(judged) == n_ckpt * len(cfg["finetune"]["lrs"]["arith"])
+    assert all("/ft/arith/" in out and out.endswith("/eval/judge.json") for out in judged)
+
+
 @pytest.mark.parametrize("schedule", ["wsd", "constant"])
 def test_trunk_schedules_plan_one_trunk_per_seed(tmp_path, schedule):
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())

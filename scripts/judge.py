@@ -1,0 +1,17 @@
+"""Rule `judge`: a fine-tuned model's answers to its task's held-out prompts, scored by the
+configured judge command."""
+
+from overtrained import judge, provenance
+from overtrained.entry import log_to, params_dict
+
+log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
+smk = snakemake  # noqa: F821
+judge.run(
+    model_dir=smk.params.model_dir,
+    test_jsonl=smk.input.test,
+    task=smk.params.task,
+    judge=smk.params.judge,
+    out_json=smk.output[0],
+    params=params_dict(smk.params),
+    status=provenance.read_json(smk.input.record).get("status", "ok"),
+)
