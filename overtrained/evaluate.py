@@ -135,6 +135,7 @@ def run(
     datasets: list[dict] = (),
     precision: str = "auto",
     answer_patterns: dict[str, str] | None = None,
+    model_source: dict | None = None,
 ) -> dict:
     """Evaluate one model on one suite and write the normalised results. Offline: the
     datasets of the suite's lm-eval tasks must be in the cache (the prefetch rule)."""
@@ -189,6 +190,8 @@ def run(
         task_configs={k: v for k, v in results.get("configs", {}).items()},
         n_shot=results.get("n-shot", {}),
         model_sha=provenance.sha256_file(Path(model_dir) / "model.safetensors"),
+        # lm-eval reports revision "main" for a loaded model: ours says what it really is.
+        model_source=model_source or {},
         dtype=str(lm.model.dtype).removeprefix("torch."),
         batch_size=suite["batch_size"],
     )

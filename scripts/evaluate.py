@@ -5,6 +5,8 @@ from overtrained.entry import log_to, params_dict
 
 log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
 smk = snakemake  # noqa: F821
+made_by = provenance.read_json(smk.input.record)
+source = {key: made_by.get(key) for key in ("stage", "sha", "base_sha", "revision", "lr", "seed")}
 evaluate.run(
     model_dir=smk.params.model_dir,
     suite=smk.params.suite,
@@ -12,8 +14,9 @@ evaluate.run(
     out_json=smk.output[0],
     params=params_dict(smk.params),
     threads=smk.threads,
-    status=provenance.read_json(smk.input.record).get("status", "ok"),
+    status=made_by.get("status", "ok"),
     datasets=smk.params.datasets,
     precision=smk.params.precision,
     answer_patterns=smk.params.answer_patterns,
+    model_source={key: value for key, value in source.items() if value is not None},
 )

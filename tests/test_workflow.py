@@ -355,3 +355,14 @@ def test_a_gpu_run_without_cuda_fails_clearly_and_loses_nothing(finished, tmp_pa
     after = {p: p.stat().st_mtime_ns for p in (finished / "results").rglob("*") if p.is_file()}
     assert {p: t for p, t in after.items() if p in before} == before
     assert not (finished / target).exists()
+
+
+def test_evaluations_record_which_model_they_scored(finished):
+    ckpt = finished / "results/tiny/16K-seed0"
+    base_sha = json.loads((ckpt / "base/provenance.json").read_text())["sha"]
+    base_eval = json.loads((ckpt / "base/eval/mini.json").read_text())
+    assert base_eval["model_source"] == {"stage": "pretrain", "sha": base_sha, "seed": 0}
+    ft_eval = json.loads((ckpt / "ft/arith/lr0.001/seed0/eval/mini.json").read_text())
+    assert ft_eval["model_source"]["base_sha"] == base_sha
+    assert ft_eval["model_source"]["lr"] == 0.001
+    assert ft_eval["model_sha"] != base_eval["model_sha"]
