@@ -45,7 +45,6 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 from importlib import metadata
 from pathlib import Path
 
@@ -58,23 +57,15 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars of datasets, transfo
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from overtrained.model import OLMO2_1B_SHAPE  # noqa: E402
+
 BASELINE = "lm-eval-default"
 OURS = "ours"
 TASKS = {"mini_topic_classification": "topic_classification", "mini_arithmetic": "arithmetic"}
 PRETRAIN_BUDGET = "250K"  # tokens of the `checkpoint` model's short pre-training
-# OLMo-2-1B's shape (allenai/OLMo-2-0425-1B), random weights; vocab_size is the real model's
-# (the tokenizer's ids, < 1024, all fall inside it), so the LM head costs what it costs there.
-OLMO_1B = {
-    "vocab_size": 100352,
-    "hidden_size": 2048,
-    "intermediate_size": 8192,
-    "num_hidden_layers": 16,
-    "num_attention_heads": 16,
-    "max_position_embeddings": 4096,
-    "rope_theta": 500000.0,
-    "rms_norm_eps": 1e-6,
-    "tie_word_embeddings": False,
-}
+# OLMo-2-1B's shape with random weights; vocab_size is the real model's (the tokenizer's
+# ids, < 1024, all fall inside it), so the LM head costs what it costs there.
+OLMO_1B = OLMO2_1B_SHAPE
 DEFAULT_N_TEST = {"checkpoint": 500, "olmo-1b": 200}
 DEFAULT_REPEATS = {"checkpoint": 3, "olmo-1b": 1}
 
@@ -166,20 +157,6 @@ def write_test_file(out: Path, task: str, n_test: int) -> Path:
     if not (task_dir / "test.jsonl").exists():
         tasks.write_task(task_dir, TASKS[task], corpus_spec(), n_train=0, n_test=n_test, seed=0)
     return task_dir / "test.jsonl"
-
-
-def build_instances(task: str, test_file: Path):
-    """The loglikelihood instances lm-eval builds for the task (as tests/test_evaluate.py)."""
-    from lm_eval.tasks import TaskManager, get_task_dict
-
-    from overtrained import evaluate
-
-    manager = TaskManager(include_path=str(evaluate.TASK_DIR), include_defaults=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        task_obj = get_task_dict([evaluate.repo_task_config(task, test_file)], manager)[task]
-    task_obj.build_all_requests(limit=None, rank=0, world_size=1)
-    return task_obj.instances
 
 
 # ----------------------------------------------------------------------------- measurement
@@ -288,7 +265,7 @@ def measure(args, model_dir: Path, test_file: Path) -> tuple[dict, dict]:
 
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()  # not the olmo-1b stand-in's initialisation
-    instances = build_instances(args.task, test_file)
+    instances = evaluate.build_requests(evaluate.repo_task_config(args.task, test_file))
     n_docs = len({inst.doc_id for inst in instances})
     task_config = evaluate.repo_task_config(args.task, test_file)
     lms = {}

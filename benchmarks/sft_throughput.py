@@ -40,6 +40,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from overtrained.model import OLMO2_1B_SHAPE  # noqa: E402
+
 BASELINE = "trl-default"
 OURS = {"ours-padded": "padded", "ours-padding_free": "padding_free", "ours-packed": "packed"}
 DEFAULT_VARIANTS = (BASELINE, "ours-padded", "ours-padding_free")
@@ -51,18 +53,7 @@ PRESETS = {
         "num_hidden_layers": 2,
         "num_attention_heads": 4,
     },
-    # OLMo-2-1B's shape (allenai/OLMo-2-0425-1B), random weights
-    "olmo-1b": {
-        "vocab_size": 100352,
-        "hidden_size": 2048,
-        "intermediate_size": 8192,
-        "num_hidden_layers": 16,
-        "num_attention_heads": 16,
-        "max_position_embeddings": 4096,
-        "rope_theta": 500000.0,
-        "rms_norm_eps": 1e-6,
-        "tie_word_embeddings": False,
-    },
+    "olmo-1b": OLMO2_1B_SHAPE,  # random weights
 }
 DEFAULT_MAX_LENGTH = {"tiny": 128, "olmo-1b": 1024}
 EOS, PAD, UNK = 0, 1, 2  # overtrained.model.olmo2_config_dict's eos/pad ids; data use ids >= 3

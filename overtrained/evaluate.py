@@ -49,6 +49,20 @@ def repo_task_config(name: str, test_file: str | Path) -> dict:
     return config
 
 
+def build_requests(task_config: dict) -> list:
+    """The request instances lm-eval builds for one repo task config (no model needed)."""
+    import warnings
+
+    from lm_eval.tasks import TaskManager, get_task_dict
+
+    manager = TaskManager(include_path=str(TASK_DIR), include_defaults=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # get_task_dict's deprecation notice
+        task = get_task_dict([task_config], manager)[task_config["task"]]
+    task.build_all_requests(limit=None, rank=0, world_size=1)
+    return task.instances
+
+
 def normalise(results: dict) -> list[dict]:
     """lm-eval's {'acc,none': x, 'acc_stderr,none': s} -> [{metric: acc, value, stderr}]."""
     rows = []

@@ -597,3 +597,18 @@ def load_checkpoint(model_dir: str | os.PathLike, device: str | torch.device = "
                 )
             target.copy_(tensor)
     return model.to(device)
+
+
+# OLMo-2-1B's shape (allenai/OLMo-2-0425-1B), as transformers.Olmo2Config keywords: what the
+# benchmarks build with random weights to measure throughput at paper scale.
+OLMO2_1B_SHAPE = {
+    "vocab_size": 100352,
+    "hidden_size": 2048,
+    "intermediate_size": 8192,
+    "num_hidden_layers": 16,
+    "num_attention_heads": 16,
+    "max_position_embeddings": 4096,
+    "rope_theta": 500000.0,
+    "rms_norm_eps": 1e-6,
+    "tie_word_embeddings": False,
+}

@@ -1,8 +1,6 @@
 """lm-eval evaluation: the shipped task YAMLs build the requests we mean, results are
 normalised, and a whole suite runs offline on a tiny checkpoint."""
 
-import warnings
-
 import pytest
 
 from overtrained import corpus, evaluate, provenance, tasks
@@ -20,14 +18,7 @@ def task_files(tmp_path_factory):
 
 
 def build_requests(name, test_file):
-    from lm_eval.tasks import TaskManager, get_task_dict
-
-    manager = TaskManager(include_path=str(evaluate.TASK_DIR), include_defaults=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        task = get_task_dict([evaluate.repo_task_config(name, test_file)], manager)[name]
-    task.build_all_requests(limit=None, rank=0, world_size=1)
-    return task.instances
+    return evaluate.build_requests(evaluate.repo_task_config(name, test_file))
 
 
 @pytest.mark.parametrize("name", ["mini_arithmetic", "mini_topic_classification"])
@@ -119,15 +110,10 @@ def id_test_files(tmp_path_factory):
 
 
 def test_label_accuracy_requests_score_each_rendered_choice(id_test_files):
-    from lm_eval.tasks import TaskManager, get_task_dict
-
     files, _ = id_test_files
-    config = evaluate.id_task_config("id_mr", files["id_mr"], None)
-    manager = TaskManager(include_path=str(evaluate.TASK_DIR), include_defaults=False)
-    task = get_task_dict([config], manager)["id_mr"]
-    task.build_all_requests(limit=None, rank=0, world_size=1)
-    assert len(task.instances) == 8 * 2
-    for inst in task.instances:
+    instances = evaluate.build_requests(evaluate.id_task_config("id_mr", files["id_mr"], None))
+    assert len(instances) == 8 * 2
+    for inst in instances:
         assert inst.arguments[0].startswith("Review: film")
         assert inst.arguments[1] in (" negative", " positive")
 
