@@ -137,6 +137,8 @@ def sft_config(ft: dict, lr: float, seed: int, output_dir: str, device: str, bf1
         if ft["fsdp"]
         else None,
         report_to="none",
+        # The default filter logs a NaN/inf step loss as the running mean: divergence unseen.
+        logging_nan_inf_filter=False,
         save_strategy="steps" if save else "no",
         save_steps=ft["save_steps"] if save else 500,
         # Two, so that a kill while writing the newest leaves a complete one to resume from.
@@ -364,6 +366,10 @@ def run(
     status = "diverged" if divergence.step is not None else "ok"
     if run_status([c[2] for c in curve], ft["divergence_factor"]) == "diverged":
         status = "diverged"
+    # A NaN can also enter the weights between two logged losses.
+    finite = all(bool(torch.isfinite(p).all()) for p in trainer.model.parameters())
+    if not finite:
+        status = "diverged"
     # Full weights from every rank (FSDP shards them); safetensors + config only, since
     # Trainer.save_model would also pickle the training arguments (training_args.bin).
     state_dict = trainer.accelerator.get_state_dict(trainer.model) if ft["fsdp"] else None
@@ -381,6 +387,7 @@ def run(
         time.perf_counter() - t0,
         status=status,
         diverged_at_step=divergence.step,
+        finite_weights=finite,
         lr=lr,
         seed=seed,
         base_sha=base_prov.get("sha"),

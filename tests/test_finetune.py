@@ -252,3 +252,23 @@ def test_fsdp_where_it_cannot_shard_fails_instead_of_training_unsharded(
         finetune.launch(run_spec, processes=2)
     assert "DeviceError: finetune.fsdp is on but FSDP is not active" in capfd.readouterr().err
     assert not (tmp_path / "train.json").exists()
+
+
+def test_a_nan_loss_stops_the_run_as_diverged(checkpoint_dir, train_jsonl, tmp_path):
+    """NaN weights from step 2 on: the loss logged at step 2 is NaN (transformers would log it
+    as the running mean unless told not to), the run stops there and says so."""
+    import torch
+    from transformers import TrainerCallback
+
+    class PoisonAfterStep1(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if state.global_step == 1:
+                with torch.no_grad():
+                    next(model.parameters()).fill_(float("nan"))
+
+    record = finetune.run(
+        **spec(checkpoint_dir, train_jsonl, tmp_path, 1e-3), callbacks=(PoisonAfterStep1(),)
+    )
+    assert record["status"] == "diverged" and record["diverged_at_step"] == 2
+    assert math.isnan(record["final_train_loss"]) and not record["finite_weights"]
+    assert record["steps"] == 2
