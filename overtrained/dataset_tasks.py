@@ -122,10 +122,11 @@ def local_files(defn: dict) -> list[str]:
 
 def check(defn: dict, where: str) -> None:
     """Problems visible without reading data: raised before any job runs."""
-    if is_hub(defn) and not defn.get("revision"):
+    if is_hub(defn) and not _SHA.match(defn.get("revision") or ""):
         raise DatasetTaskError(
-            f"{where}.revision: Hub dataset {defn['path']!r} needs a pinned revision (a commit "
-            "sha or tag) so reruns read the same rows"
+            f"{where}.revision: Hub dataset {defn['path']!r} needs a pinned revision, the 40-hex "
+            f"commit sha (got {defn.get('revision')!r}), so reruns read the same rows; the "
+            "dataset page's 'Files and versions' history lists them"
         )
     if defn["path"] in BUILDERS and not defn.get("data_files"):
         raise DatasetTaskError(f"{where}.data_files: the {defn['path']!r} builder needs data_files")
@@ -249,19 +250,43 @@ def render_row(defn: dict, row: dict) -> dict:
         ) from None
 
 
-def _load_kwargs(defn: dict) -> dict:
-    kwargs = {"path": defn["path"], "name": defn["name"]}
-    if is_hub(defn):
-        kwargs["revision"] = defn["revision"]
-    for key in ("data_dir", "data_files"):
-        if defn.get(key):
-            kwargs[key] = defn[key]
-    return kwargs
+def _hub_patterns(defn: dict) -> list[str] | None:
+    """The repository files a definition reads (None = all of them)."""
+    files = defn.get("data_files")
+    if isinstance(files, str):
+        patterns = [files]
+    elif isinstance(files, list):
+        patterns = list(files)
+    elif isinstance(files, dict):
+        patterns = [f for v in files.values() for f in ([v] if isinstance(v, str) else v)]
+    elif defn.get("data_dir"):
+        patterns = [f"{defn['data_dir']}/*"]
+    else:
+        return None
+    return [*patterns, "README.md"]  # the card's YAML declares the configs
+
+
+def snapshot(defn: dict, offline: bool, cache_dir: str | None = None) -> str:
+    """The local folder of the pinned commit of a Hub dataset, downloaded unless `offline`.
+
+    Hub datasets are read from this snapshot, not through load_dataset's Hub path: offline,
+    that path falls back to "the latest cached version", whatever its revision, and cannot
+    find data_files-selected shards at all (huggingface/datasets#6837)."""
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(
+        defn["path"],
+        repo_type="dataset",
+        revision=defn["revision"],
+        allow_patterns=_hub_patterns(defn),
+        local_files_only=offline,
+        cache_dir=str(Path(cache_dir) / "hub") if cache_dir else None,
+    )
 
 
 def _go_offline() -> None:
     """No network from here on. The variables suffice in a fresh job process; the module
-    constants cover a process that imported datasets before (tests, notebooks)."""
+    constants cover a process that imported datasets before (notebooks)."""
     os.environ["HF_DATASETS_OFFLINE"] = os.environ["HF_HUB_OFFLINE"] = "1"
     import datasets.config
     import huggingface_hub.constants
@@ -271,46 +296,37 @@ def _go_offline() -> None:
 
 
 def load_split(defn: dict, split: str, offline: bool, cache_dir: str | None = None):
-    """`datasets.load_dataset` of one split (into `cache_dir`, default the shared HF cache);
-    offline, a cache miss is an error naming the missing dataset."""
+    """One split: Hub datasets from the snapshot of their pinned commit (a cache miss
+    offline is an error naming the dataset), local data through `datasets.load_dataset`."""
     if offline:
         _go_offline()
     import datasets
 
-    try:
-        return datasets.load_dataset(**_load_kwargs(defn), split=split, cache_dir=cache_dir)
-    except Exception as err:  # datasets raises many types for a cache miss
-        if offline and is_hub(defn):
+    path = defn["path"]
+    if is_hub(defn):
+        try:
+            path = snapshot(defn, offline, cache_dir)
+        except Exception as err:  # huggingface_hub raises several types for a cache miss
+            if not offline:
+                raise
             raise DatasetTaskError(
-                f"dataset {defn['path']!r} (name {defn['name']!r}, revision "
-                f"{defn['revision']!r}, split {split!r}) is not in the Hugging Face cache "
-                f"({cache_dir or datasets.config.HF_DATASETS_CACHE}); run `snakemake prefetch` "
-                f"on a machine with internet access and the same HF_HOME. "
-                f"({type(err).__name__}: {err})"
+                f"dataset {defn['path']!r} at revision {defn['revision']!r} is not in the "
+                "Hugging Face cache; run `snakemake prefetch` on a machine with internet "
+                f"access and the same HF_HOME. ({type(err).__name__}: {err})"
             ) from err
-        raise
-
-
-def resolved_revision(defn: dict) -> str | None:
-    """The commit sha a Hub revision points to now (None for local data)."""
-    if not is_hub(defn):
-        return None
-    if _SHA.match(defn["revision"]):
-        return defn["revision"]
-    from huggingface_hub import HfApi
-
-    return HfApi().dataset_info(defn["path"], revision=defn["revision"]).sha
+    kwargs = {key: defn[key] for key in ("name", "data_dir", "data_files") if defn.get(key)}
+    return datasets.load_dataset(path, **kwargs, split=split, cache_dir=cache_dir)
 
 
 def prefetch(defn: dict, cache_dir: str | None = None) -> dict:
-    """Download every split a task reads into the shared cache; return what was fetched."""
+    """Download the pinned commit's files into the shared cache (and check every split a task
+    reads loads from them); return what was fetched."""
     splits = [defn["train_split"], *([defn["test_split"]] if defn["test_split"] else [])]
     sizes = {split: len(load_split(defn, split, False, cache_dir)) for split in splits}
     return {
         "path": defn["path"],
         "name": defn["name"],
         "revision": defn["revision"],
-        "resolved_revision": resolved_revision(defn),
         "rows": sizes,
         "local_files_sha256": {f: provenance.sha256_file(f) for f in local_files(defn)},
     }

@@ -1,6 +1,9 @@
 """Dataset tasks: shipped definitions, rendering, and the load_dataset path on local data."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -160,10 +163,67 @@ def test_json_builder_without_test_split_holds_out_disjoint_rows(tmp_path):
         dataset_tasks.build(defn, 40, 5, seed=0, offline=False, cache_dir=str(tmp_path / "c"))
 
 
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def offline_python(code: str, tmp_path) -> subprocess.CompletedProcess:
+    """Run `code` in a fresh process with the Hub switched off (as a compute-node job is):
+    offline mode is read at import, so it cannot be switched back within one process."""
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "home"),
+    }
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
 def test_offline_cache_miss_names_the_dataset(tmp_path):
-    defn = dataset_tasks.resolve("mr")
-    with pytest.raises(DatasetTaskError, match=r"movie-review-data/rotten_tomatoes.*prefetch"):
-        dataset_tasks.load_split(defn, "train", offline=True, cache_dir=str(tmp_path))
+    result = offline_python(
+        "from overtrained import dataset_tasks as d; "
+        "d.load_split(d.resolve('mr'), 'train', offline=True)",
+        tmp_path,
+    )
+    assert result.returncode != 0
+    assert "dataset 'cornell-movie-review-data/rotten_tomatoes' at revision" in result.stderr
+    assert "run `snakemake prefetch`" in result.stderr
+
+
+def test_offline_build_reads_the_pinned_commit_from_the_hub_cache(tmp_path):
+    """A Hub cache laid out as snapshot_download leaves it (as after `snakemake prefetch`):
+    the pinned commit is read offline, and another commit's copy is not."""
+    repo = tmp_path / "cache" / "hub" / "datasets--acme--hh-rlhf" / "snapshots"
+    write_jsonl(repo / SHA / "data" / "train.jsonl", HH_ROWS[:24])
+    write_jsonl(repo / SHA / "data" / "test.jsonl", HH_ROWS[24:])
+    other = "f" * 40
+    write_jsonl(repo / other / "data" / "train.jsonl", HH_ROWS[:2])
+    write_jsonl(repo / other / "data" / "test.jsonl", HH_ROWS[:2])
+    definition = {
+        "path": "acme/hh-rlhf",
+        "revision": SHA,
+        "format": "transcript",
+        "column": "chosen",
+        "test_split": "test",
+    }
+    cache = str(tmp_path / "cache")
+    code = (
+        "import json; from overtrained import dataset_tasks as d; "
+        f"defn = d.resolve({definition!r}); "
+        f"train, test, _ = d.build(defn, None, 6, 0, offline=True, cache_dir={cache!r}); "
+        "print(json.dumps([len(train), len(test)]))"
+    )
+    result = offline_python(code, tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [24, 6]
+
+
+def test_hub_revisions_must_be_commit_shas():
+    with pytest.raises(DatasetTaskError, match="the 40-hex commit sha"):
+        dataset_tasks.check(
+            dataset_tasks.resolve({"path": "a/b", "revision": "main", "format": "chat"}), "t"
+        )
 
 
 @pytest.mark.parametrize(
