@@ -45,6 +45,7 @@ FSDP2_CONFIG = {
     "state_dict_type": "FULL_STATE_DICT",
 }
 RUN_RECORD = "run.json"
+SESSIONS = "sessions.json"  # the step each session of a run started from
 
 
 class DeviceError(RuntimeError):
@@ -202,7 +203,12 @@ def prepare_scratch(scratch: Path, fingerprint: dict) -> Path | None:
         except (OSError, ValueError):
             same = False
         if same:
-            return latest_checkpoint(scratch)
+            checkpoint = latest_checkpoint(scratch)
+            if checkpoint is not None:
+                starts = session_starts(scratch)
+                starts.append(checkpoint_step(checkpoint))
+                (scratch / SESSIONS).write_text(json.dumps(starts))
+            return checkpoint
         log.warning("discarding trainer checkpoints of a different run in %s", scratch)
         shutil.rmtree(scratch)
     scratch.mkdir(parents=True, exist_ok=True)
@@ -210,22 +216,50 @@ def prepare_scratch(scratch: Path, fingerprint: dict) -> Path | None:
     return None
 
 
-def tokens_from_log(history: list[dict]) -> tuple[int, int]:
-    """(tokens over all sessions, tokens in the last session) from TRL's cumulative
-    `num_tokens`, which restarts from zero when a run resumes."""
-    sessions, previous = [0], -1
-    for entry in history:
-        if "num_tokens" not in entry:
-            continue
-        tokens = int(entry["num_tokens"])
-        if tokens < previous:
-            sessions.append(0)
-        sessions[-1] = previous = tokens
-    return sum(sessions), sessions[-1]
+def checkpoint_step(checkpoint: Path) -> int:
+    return int(checkpoint.name.removeprefix(CHECKPOINT_PREFIX))
 
 
-def _callbacks(factor: float):
-    """Divergence stop and signal-triggered save, as TrainerCallbacks."""
+def session_starts(scratch: Path) -> list[int]:
+    """The step each session of a run started from: 0, then every checkpoint resumed."""
+    try:
+        return json.loads((scratch / SESSIONS).read_text())
+    except (OSError, ValueError):
+        return [0]
+
+
+def tokens_from_log(history: list[dict], starts: list[int]) -> tuple[int, int | None]:
+    """(tokens over all sessions, tokens in the last one, None if it trained no step).
+
+    TRL's `num_tokens` counts from zero in each session; session i covers the steps after
+    starts[i] up to the checkpoint the next one resumed from (later entries of a killed
+    session are not in the restored history)."""
+    totals = []
+    for i, start in enumerate(starts):
+        end = starts[i + 1] if i + 1 < len(starts) else float("inf")
+        logged = [
+            e["num_tokens"] for e in history if "num_tokens" in e and start < e["step"] <= end
+        ]
+        totals.append(int(logged[-1]) if logged else None)
+    return sum(t or 0 for t in totals), totals[-1]
+
+
+def job_deadline(runtime_minutes: int, margin_seconds: float) -> float | None:
+    """When a Slurm job should save and stop: its end time (SLURM_JOB_END_TIME, or start +
+    runtime) minus `margin_seconds`. None outside Slurm: local runs have no time limit."""
+    if not os.environ.get("SLURM_JOB_ID"):
+        return None
+    end = os.environ.get("SLURM_JOB_END_TIME")
+    if end and end.isdigit():
+        limit = float(end)
+    else:
+        started = time.time() - provenance.seconds_since_process_start()
+        limit = started + runtime_minutes * 60
+    return limit - margin_seconds
+
+
+def _callbacks(factor: float, deadline: float | None):
+    """Divergence stop, signal-triggered and deadline-triggered saves, as TrainerCallbacks."""
     from transformers import TrainerCallback
 
     class StopOnDivergence(TrainerCallback):
@@ -275,7 +309,24 @@ def _callbacks(factor: float):
                 control.should_save = True  # whatever save_strategy says
                 control.should_training_stop = True
 
-    return StopOnDivergence(), SaveOnSignal()
+    class SaveBeforeDeadline(TrainerCallback):
+        """Under Slurm, save and stop `margin` seconds before the job's time limit, so a
+        retry resumes instead of restarting (signals may not reach this process: torchrun
+        forwards only some, and Slurm's warning signal goes to the job step's first process).
+        """
+
+        def __init__(self, deadline: float | None):
+            self.deadline = deadline
+            self.reached = False
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.deadline is None or time.time() < self.deadline:
+                return
+            self.reached = True
+            control.should_save = True
+            control.should_training_stop = True
+
+    return StopOnDivergence(), SaveOnSignal(), SaveBeforeDeadline(deadline)
 
 
 def _peak_memory_mib(device: str) -> dict:
@@ -335,14 +386,15 @@ def run(
     tokenizer = transformers.AutoTokenizer.from_pretrained(base_dir)
     args = sft_config(ft, lr, seed, str(scratch), device, bf16_ok)
     collator = data_collator(ft, tokenizer)
-    divergence, interrupt = _callbacks(ft["divergence_factor"])
+    deadline = job_deadline(ft["resources"]["runtime"], ft["resources"]["save_margin_minutes"] * 60)
+    divergence, interrupt, timer = _callbacks(ft["divergence_factor"], deadline)
     trainer = SFTTrainer(
         model=model,
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
         data_collator=collator,
-        callbacks=[divergence, interrupt, *callbacks],
+        callbacks=[divergence, interrupt, timer, *callbacks],
     )
     if ft["fsdp"] and not trainer.is_fsdp_enabled:
         # accelerate enables FSDP on several GPUs only; never train unsharded silently.
@@ -356,10 +408,16 @@ def run(
     train_start = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     train_seconds = time.perf_counter() - train_start
-    if interrupt.signal and trainer.state.global_step < trainer.state.max_steps:
+    unfinished = trainer.state.global_step < trainer.state.max_steps
+    if unfinished and (interrupt.signal or timer.reached):
+        cause = (
+            f"signal {signal.Signals(interrupt.signal).name}"
+            if interrupt.signal
+            else "the job's time limit approaching"
+        )
         raise Interrupted(
-            f"stopped by signal {signal.Signals(interrupt.signal).name} at step "
-            f"{trainer.state.global_step}; a checkpoint is in {scratch}: rerun to resume"
+            f"stopped by {cause} at step {trainer.state.global_step}; a checkpoint is in "
+            f"{scratch}: rerun to resume"
         )
     history = trainer.state.log_history
     curve = [[e["step"], e["learning_rate"], e["loss"]] for e in history if "loss" in e]
@@ -378,7 +436,7 @@ def run(
     unwrapped = trainer.accelerator.unwrap_model(trainer.model)
     unwrapped.save_pretrained(str(out_model_dir), state_dict=state_dict)
     tokenizer.save_pretrained(str(out_model_dir))
-    tokens_seen, session_tokens = tokens_from_log(history)
+    tokens_seen, session_tokens = tokens_from_log(history, session_starts(scratch))
     per_device, accumulation = batch_layout(ft, world_size())
     record = provenance.record(
         "finetune",
@@ -394,13 +452,11 @@ def run(
         dataset_sha=dataset_sha,
         examples=len(rows),
         steps=trainer.state.global_step,
-        resumed_from_step=int(resume_from.name.removeprefix(CHECKPOINT_PREFIX))
-        if resume_from
-        else None,
+        resumed_from_step=checkpoint_step(resume_from) if resume_from else None,
         loss_curve=curve,
         final_train_loss=curve[-1][2] if curve else float("nan"),
         tokens_seen=tokens_seen,
-        tokens_per_second=session_tokens / train_seconds if train_seconds > 0 else None,
+        tokens_per_second=session_tokens / train_seconds if session_tokens else None,
         train_seconds=train_seconds,
         hyperparameters={
             **ft,
@@ -445,9 +501,13 @@ def launch(spec: dict, processes: int) -> dict | None:
         str(spec_path),
     ]
     log.info("launching %s", " ".join(command))
+    # torchrun dies of SIGUSR1 (it forwards only TERM, INT, HUP, QUIT); workers inherit the
+    # ignore and install their own handler when training starts.
+    previous = signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     try:
         subprocess.run(command, check=True)
     finally:
+        signal.signal(signal.SIGUSR1, previous)
         spec_path.unlink(missing_ok=True)
     return provenance.read_json(spec["out_train_json"])
 

@@ -170,15 +170,18 @@ def test_an_incomplete_checkpoint_is_skipped(tmp_path):
 
 
 def test_tokens_add_up_across_resumed_sessions():
+    # session 1: steps 1-3 (killed after 3, checkpoint at 2); session 2 resumed from 2
     history = [
-        {"num_tokens": 10},
-        {"num_tokens": 20},
-        {"loss": 1.0},
-        {"num_tokens": 7},
-        {"num_tokens": 15},
+        {"step": 1, "num_tokens": 10},
+        {"step": 2, "num_tokens": 20},
+        {"step": 2, "loss": 1.0},
+        {"step": 3, "num_tokens": 8},
+        {"step": 4, "num_tokens": 15},
     ]
-    assert finetune.tokens_from_log(history) == (35, 15)
-    assert finetune.tokens_from_log([]) == (0, 0)
+    assert finetune.tokens_from_log(history, [0, 2]) == (35, 15)
+    assert finetune.tokens_from_log(history[:2], [0]) == (20, 20)
+    # resumed from the last checkpoint with nothing left to train: no rate to report
+    assert finetune.tokens_from_log(history[:2], [0, 2]) == (20, None)
 
 
 @pytest.mark.parametrize("gpus", [1, 2, 4, 8])
@@ -272,3 +275,31 @@ def test_a_nan_loss_stops_the_run_as_diverged(checkpoint_dir, train_jsonl, tmp_p
     assert record["status"] == "diverged" and record["diverged_at_step"] == 2
     assert math.isnan(record["final_train_loss"]) and not record["finite_weights"]
     assert record["steps"] == 2
+
+
+def test_a_slurm_job_saves_before_its_time_limit_and_resumes(
+    checkpoint_dir, long_train_jsonl, tmp_path, uninterrupted, monkeypatch
+):
+    """Past its deadline (end time minus the margin), a Slurm job saves after the step it is
+    in and stops; the retry resumes it to the uninterrupted result."""
+    run_spec = spec(checkpoint_dir, long_train_jsonl, tmp_path, 1e-3, save_steps=0)
+    monkeypatch.setenv("SLURM_JOB_ID", "123")
+    monkeypatch.setenv("SLURM_JOB_END_TIME", str(int(__import__("time").time()) + 60))
+    with pytest.raises(finetune.Interrupted, match="time limit approaching at step 1"):
+        finetune.run(**run_spec)  # the default 5-minute margin is already past
+    assert [p.name for p in (tmp_path / "scratch").glob("checkpoint-*")] == ["checkpoint-1"]
+    monkeypatch.delenv("SLURM_JOB_ID")
+    resumed = finetune.run(**run_spec)
+    assert resumed["resumed_from_step"] == 1
+    assert_same_run(resumed, (tmp_path / "model" / "model.safetensors").read_bytes(), uninterrupted)
+
+
+def test_the_deadline_comes_from_slurm_only(monkeypatch):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    assert finetune.job_deadline(60, 300) is None
+    monkeypatch.setenv("SLURM_JOB_ID", "1")
+    monkeypatch.setenv("SLURM_JOB_END_TIME", "1000000")
+    assert finetune.job_deadline(60, 300) == 1000000 - 300
+    monkeypatch.delenv("SLURM_JOB_END_TIME")  # older Slurm: job start (~ process start) + runtime
+    started = __import__("time").time() - provenance.seconds_since_process_start()
+    assert finetune.job_deadline(60, 300) == pytest.approx(started + 3600 - 300, abs=2)
