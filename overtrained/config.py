@@ -20,6 +20,7 @@ import yaml
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
 _SUFFIX = {"K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}
 MINI_PREFIX = "mini_"  # lm-eval tasks shipped in overtrained/lm_eval_tasks/, one per task kind
+GENERATED_KINDS = ("corpus_language", "arithmetic", "topic_classification")
 ID_PREFIX = "id_"  # id_<task>: in-distribution accuracy of a dataset task with answers
 
 
@@ -257,6 +258,11 @@ def _cross_checks(cfg: dict) -> None:
                 _check_id_task(cfg, f"evaluate.suites.{suite_name}.tasks[{i}]", task)
             if task.startswith(MINI_PREFIX):
                 kind = task.removeprefix(MINI_PREFIX)
+                if kind not in GENERATED_KINDS:
+                    raise ConfigError(
+                        f"evaluate.suites.{suite_name}.tasks[{i}]: {task!r} is not a miniature "
+                        f"task (mini_<kind> for kind in {', '.join(GENERATED_KINDS)})"
+                    )
                 if kinds.count(kind) != 1:
                     raise ConfigError(
                         f"evaluate.suites.{suite_name}.tasks[{i}]: {task!r} reads the held-out "
@@ -326,6 +332,12 @@ def _check_batch(ft: dict) -> None:
             f"finetune.batch_size: {ft['batch_size']} examples per step cannot be split into "
             f"{devices} device(s) x per_device_batch_size {ft['per_device_batch_size']} x a whole "
             "number of accumulation steps; make batch_size a multiple of their product"
+        )
+    scratch = Path(ft["scratch_dir"])
+    if not scratch.is_absolute() and scratch.parts and scratch.parts[0] in ("results", "logs"):
+        raise ConfigError(
+            f"finetune.scratch_dir: {ft['scratch_dir']!r} is inside the workflow's outputs, "
+            "which the trainer checkpoints must stay out of; use e.g. 'scratch'"
         )
     if ft["fsdp"] and ft["gpus"] < 2:
         raise ConfigError("finetune.fsdp: FSDP shards over GPUs; it needs finetune.gpus >= 2")

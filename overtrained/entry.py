@@ -8,10 +8,12 @@ import sys
 from pathlib import Path
 
 
-def log_to(path: str | Path) -> None:
-    """Send this process's stdout and stderr (Python and C level) to the rule's log file."""
+def log_to(path: str | Path, append: bool = False) -> None:
+    """Send this process's stdout and stderr (Python and C level) to the rule's log file;
+    `append` keeps the log of earlier attempts (a resumed run's interruption, say)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    mode = os.O_APPEND if append else os.O_TRUNC
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | mode, 0o644)
     sys.stdout.flush()
     sys.stderr.flush()
     os.dup2(fd, 1)

@@ -396,6 +396,14 @@ def run(
         data_collator=collator,
         callbacks=[divergence, interrupt, timer, *callbacks],
     )
+    if len(trainer.train_dataset) < 0.9 * len(rows):
+        log.warning(
+            "only %d of %d examples keep a completion token within max_length %d: raise "
+            "finetune.max_length",
+            len(trainer.train_dataset),
+            len(rows),
+            ft["max_length"],
+        )
     if ft["fsdp"] and not trainer.is_fsdp_enabled:
         # accelerate enables FSDP on several GPUs only; never train unsharded silently.
         raise DeviceError(
@@ -451,6 +459,8 @@ def run(
         base_sha=base_prov.get("sha"),
         dataset_sha=dataset_sha,
         examples=len(rows),
+        # TRL drops rows whose completion truncation to max_length removed entirely.
+        examples_trained=len(trainer.train_dataset),
         steps=trainer.state.global_step,
         resumed_from_step=checkpoint_step(resume_from) if resume_from else None,
         loss_curve=curve,

@@ -67,6 +67,7 @@ def run(
         )
     )
     scored = out_json.with_name("judge_output.json")
+    scored.unlink(missing_ok=True)  # a command that writes nothing must not reuse a stale score
     # Plain substitution, not str.format: commands may hold braces of their own (JSON).
     command = (
         judge["command"]

@@ -208,6 +208,14 @@ def dataset_local_files(cfg: dict, task: str) -> list[str]:
     return dataset_tasks.local_files(cfg["finetune"]["tasks"][task]["dataset"])
 
 
+def retention_local_files(cfg: dict) -> list[str]:
+    """Local files of evaluate.retention_text: inputs of its prefetch."""
+    from overtrained import dataset_tasks
+
+    text = cfg["evaluate"]["retention_text"]
+    return dataset_tasks.local_files(text) if text is not None else []
+
+
 def wildcard_constraints(cfg: dict) -> dict[str, str]:
     return {
         "family": alternatives(cfg["families"]),
@@ -335,8 +343,11 @@ def finetune_settings(cfg: dict) -> dict:
     return {k: v for k, v in cfg["finetune"].items() if k not in ("tasks", "lrs", "seeds")}
 
 
-def scratch_dir(cfg: dict, ft_record: str) -> str:
-    """Trainer checkpoints of the run whose train.json is `ft_record`, mirrored under
-    finetune.scratch_dir (outside the outputs, so a failed job keeps them)."""
+def scratch_dir(cfg: dict, ft_record: str, workdir: str | None = None) -> str:
+    """Trainer checkpoints of the run whose train.json is `ft_record`: under
+    finetune.scratch_dir (outside the outputs, so a failed job keeps them), in a folder
+    named after the working directory, so workflows sharing one scratch never meet."""
+    workdir = os.path.abspath(workdir or os.getcwd())
+    tag = f"{Path(workdir).name}-{hashlib.sha256(workdir.encode()).hexdigest()[:8]}"
     run = Path(ft_record).parent.relative_to(RESULTS)
-    return str(Path(cfg["finetune"]["scratch_dir"]) / run)
+    return str(Path(cfg["finetune"]["scratch_dir"]) / tag / run)

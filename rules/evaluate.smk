@@ -4,6 +4,8 @@
 
 rule prefetch_retention:
     """Download the retention text (evaluate.retention_text) into the shared cache."""
+    input:
+        W.retention_local_files(config),
     output:
         W.RETENTION_PREFETCH,
     log:
@@ -77,10 +79,12 @@ rule evaluate:
         suite="|".join(config["evaluate"]["suites"]) or "(?!)",
     conda:
         "../envs/eval.yaml"
-    threads: 1
+    threads: config["evaluate"]["resources"]["threads"]
     resources:
-        mem_mb=lambda wildcards, attempt: 2000 * attempt,
-        runtime=60,
+        mem_mb=lambda wildcards, attempt: config["evaluate"]["resources"]["mem_mb"]
+        * attempt,
+        runtime=config["evaluate"]["resources"]["runtime"],
+        gpu=config["evaluate"]["resources"]["gpus"],
     params:
         model_dir=model_dir,
         mini_test_files=mini_test_files,
@@ -157,13 +161,17 @@ rule judge:
         model=r"ft/[^/]+/lr[^/]+/seed\d+",
     conda:
         "../envs/eval.yaml"
+    threads: config["evaluate"]["resources"]["threads"]
     resources:
-        mem_mb=lambda wildcards, attempt: 4000 * attempt,
-        runtime=60,
+        mem_mb=lambda wildcards, attempt: config["evaluate"]["resources"]["mem_mb"]
+        * attempt,
+        runtime=config["evaluate"]["resources"]["runtime"],
+        gpu=config["evaluate"]["resources"]["gpus"],
     params:
         model_dir=model_dir,
         task=lambda w: W.parse_ft_model(w.model)[0],
-        judge=config["evaluate"]["judge"],
+        # not `tasks`: judging another task must not re-run this model's judging
+        judge={k: v for k, v in config["evaluate"]["judge"].items() if k != "tasks"},
         code=W.stage_code_hash("judge"),
     script:
         "../scripts/judge.py"

@@ -91,6 +91,8 @@ rule finetune:
         gpu=config["finetune"]["gpus"],
     params:
         finetune=W.finetune_hyperparameters(config),
+        # CPU or GPU: with precision auto this is fp32 or bf16, which changes results.
+        device="cuda" if config["finetune"]["gpus"] > 0 else "cpu",
         lr=lambda w: W.lr_value(config, w.task, w.lr),
         code=W.stage_code_hash("finetune"),
     script:

@@ -6,11 +6,12 @@ the GPU count and checkpoint interval come from the config (a change re-runs not
 
 from pathlib import Path
 
-from overtrained import finetune, workflow
+from overtrained import finetune, provenance, workflow
 from overtrained.entry import log_to, params_dict
 
-log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
+log_to(snakemake.log[0], append=True)  # noqa: F821 (injected by Snakemake)
 smk = snakemake  # noqa: F821
+print(f"=== fine-tuning session started {provenance.now()} ===", flush=True)
 settings = {**workflow.finetune_settings(smk.config), **smk.params.finetune}
 spec = {
     "base_dir": str(Path(smk.input.base).parent),

@@ -57,6 +57,7 @@ def test_finetune_writes_safetensors_and_a_complete_record(checkpoint_dir, train
     assert not {f for f in files if f.endswith((".bin", ".pt", ".pth", ".pkl"))}
     assert not (tmp_path / "scratch").exists()  # trainer checkpoints go after success
     assert record["peak_rss_mib"] > 0 and record["train_seconds"] > 0
+    assert record["examples_trained"] == record["examples"] == 32
     assert record["hyperparameters"]["gradient_accumulation_steps"] == 1
     assert record["hyperparameters"]["per_device_batch_size"] == 8
 

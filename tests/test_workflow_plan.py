@@ -3,6 +3,8 @@
 import copy
 import re
 
+import pytest
+
 from overtrained import cli, workflow
 from overtrained import config as C
 from tests.conftest import tiny_config
@@ -63,3 +65,25 @@ def test_cli_validate(tmp_path, capsys):
     bad.write_text("families: {mini: {source: pretrain, budgets: [-1]}}\n")
     assert cli.main(["validate", str(bad)]) == 2
     assert "families.mini.budgets[0]" in capsys.readouterr().err
+
+
+def test_scratch_folders_are_per_working_directory(tmp_path):
+    cfg = C.load({})
+    record = "results/mini/1M-seed0/ft/lang/lr0.01/seed0/train.json"
+    one = workflow.scratch_dir(cfg, record, str(tmp_path / "a" / "exp"))
+    two = workflow.scratch_dir(cfg, record, str(tmp_path / "b" / "exp"))
+    assert one != two and one.startswith("scratch/exp-") and two.startswith("scratch/exp-")
+    assert one.endswith("/mini/1M-seed0/ft/lang/lr0.01/seed0")
+    assert one == workflow.scratch_dir(cfg, record, str(tmp_path / "a" / "exp"))
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"finetune": {"scratch_dir": "results/ckpt"}}, "inside the workflow's outputs"),
+        ({"evaluate": {"suites": {"s": {"tasks": ["mini_dataset"]}}}}, "not a miniature task"),
+    ],
+)
+def test_misplaced_settings_are_config_errors(raw, message):
+    with pytest.raises(C.ConfigError, match=message):
+        C.load(raw)
