@@ -484,6 +484,19 @@ def run(
     return record
 
 
+def prune_empty_parents(path: Path, root: Path) -> None:
+    """Remove the empty folders between a finished run's scratch folder and the scratch root
+    (never the root itself, nor anything outside it)."""
+    path, root = Path(path).resolve(), Path(root).resolve()
+    for parent in path.parents:
+        if parent == root or root not in parent.parents:
+            return
+        try:
+            parent.rmdir()
+        except OSError:  # not empty: another run's checkpoints live below
+            return
+
+
 def launch(spec: dict, processes: int) -> dict | None:
     """Run `run(**spec)` here, or under torchrun with one process per GPU (`processes` > 1).
     Multi-process runs check the GPU count first, so a bad allocation fails in seconds."""

@@ -26,3 +26,4 @@ spec = {
     "threads": smk.threads,
 }
 finetune.launch(spec, processes=max(settings["gpus"], 1))
+finetune.prune_empty_parents(spec["scratch_dir"], smk.config["finetune"]["scratch_dir"])

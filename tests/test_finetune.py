@@ -304,3 +304,21 @@ def test_the_deadline_comes_from_slurm_only(monkeypatch):
     monkeypatch.delenv("SLURM_JOB_END_TIME")  # older Slurm: job start (~ process start) + runtime
     started = __import__("time").time() - provenance.seconds_since_process_start()
     assert finetune.job_deadline(60, 300) == pytest.approx(started + 3600 - 300, abs=2)
+
+
+def test_empty_scratch_folders_are_pruned_up_to_the_root(tmp_path):
+    root = tmp_path / "scratch"
+    done = root / "wf-1234" / "mini" / "1M-seed0" / "ft" / "lang" / "lr0.01" / "seed0"
+    busy = root / "wf-1234" / "mini" / "1M-seed0" / "ft" / "lang" / "lr0.03" / "seed0"
+    busy.mkdir(parents=True)
+    (busy / "checkpoint-2").mkdir()
+    done.mkdir(parents=True)
+    done.rmdir()  # what run() leaves after success
+    finetune.prune_empty_parents(done, root)
+    assert not (root / "wf-1234" / "mini" / "1M-seed0" / "ft" / "lang" / "lr0.01").exists()
+    assert busy.exists() and root.exists()
+    busy_parent = busy.parent
+    for path in (busy / "checkpoint-2", busy):
+        path.rmdir()
+    finetune.prune_empty_parents(busy, root)
+    assert not busy_parent.exists() and root.exists() and not any(root.iterdir())

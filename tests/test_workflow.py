@@ -366,3 +366,7 @@ def test_evaluations_record_which_model_they_scored(finished):
     assert ft_eval["model_source"]["base_sha"] == base_sha
     assert ft_eval["model_source"]["lr"] == 0.001
     assert ft_eval["model_sha"] != base_eval["model_sha"]
+
+
+def test_no_trainer_checkpoint_outlives_a_successful_run(finished):
+    assert not list((finished / "scratch").rglob("*"))
