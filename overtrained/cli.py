@@ -1,6 +1,7 @@
 """`overtrained`: work outside the DAG.
 
 overtrained validate [config.yaml]   # check a config the way the workflow will
+overtrained checkpoints REPO [--tokens 0.5T,1T]   # a repo's parsed checkpoint branches
 """
 
 from __future__ import annotations
@@ -25,6 +26,28 @@ def validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def checkpoints(args: argparse.Namespace) -> int:
+    from overtrained import hub_checkpoints as hub
+
+    try:
+        if args.branches:
+            with open(args.branches, encoding="utf-8") as f:
+                branches = json.load(f)
+        else:
+            branches = hub.list_branches(args.repo)
+        found = hub.checkpoints(branches)
+        print(f"{args.repo}: {len(found)} checkpoint branches of {len(branches)}")
+        for c in found:
+            print(f"  {c.branch:<40} step {c.step:>8}  {config_module.format_tokens(c.tokens)}")
+        if args.tokens:
+            budgets = [b.strip() for b in args.tokens.split(",") if b.strip()]
+            print(hub.config_snippet(args.repo, hub.resolve(budgets, found, args.repo)))
+    except hub.CheckpointError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="overtrained", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -32,6 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("config", nargs="?", default="config.yaml")
     p.add_argument("--show", action="store_true", help="print the config with defaults filled in")
     p.set_defaults(func=validate)
+    p = sub.add_parser(
+        "checkpoints", help="list a Hub repo's checkpoint branches and resolve budgets"
+    )
+    p.add_argument("repo", help="owner/name of a model repository")
+    p.add_argument("--tokens", help="comma-separated token budgets to resolve, e.g. 0.5T,1T,2.5T")
+    p.add_argument(
+        "--branches", help="a JSON list of branch names recorded earlier (instead of the Hub)"
+    )
+    p.set_defaults(func=checkpoints)
     args = parser.parse_args(argv)
     return args.func(args)
 
