@@ -273,15 +273,27 @@ def snapshot(defn: dict, offline: bool, cache_dir: str | None = None) -> str:
     that path falls back to "the latest cached version", whatever its revision, and cannot
     find data_files-selected shards at all (huggingface/datasets#6837)."""
     from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
-    return snapshot_download(
-        defn["path"],
-        repo_type="dataset",
-        revision=defn["revision"],
-        allow_patterns=_hub_patterns(defn),
-        local_files_only=offline,
-        cache_dir=str(Path(cache_dir) / "hub") if cache_dir else None,
-    )
+    try:
+        return snapshot_download(
+            defn["path"],
+            repo_type="dataset",
+            revision=defn["revision"],
+            allow_patterns=_hub_patterns(defn),
+            local_files_only=offline,
+            cache_dir=str(Path(cache_dir) / "hub") if cache_dir else None,
+        )
+    except RevisionNotFoundError:
+        raise DatasetTaskError(
+            f"dataset {defn['path']!r} has no revision {defn['revision']!r}; pin a commit from "
+            "its 'Files and versions' history"
+        ) from None
+    except RepositoryNotFoundError:
+        raise DatasetTaskError(
+            f"no dataset {defn['path']!r} on the Hub (check the owner/name spelling, and "
+            "HF_TOKEN for a gated or private one)"
+        ) from None
 
 
 def _go_offline() -> None:
