@@ -102,20 +102,22 @@ def is_hub(defn: dict) -> bool:
     return path not in BUILDERS and not Path(path).exists() and bool(_HUB_ID.match(path))
 
 
+def data_file_list(defn: dict) -> list[str]:
+    """`data_files` (a path, a list, or split -> path(s)) as one flat list."""
+    files = defn.get("data_files")
+    if isinstance(files, str):
+        return [files]
+    if isinstance(files, dict):
+        return [f for v in files.values() for f in ([v] if isinstance(v, str) else v)]
+    return list(files or [])
+
+
 def local_files(defn: dict) -> list[str]:
     """The local files a definition reads (data_files, or everything under a local path)."""
     if is_hub(defn):
         return []  # data_files of a Hub dataset are paths inside its repository
-    files = defn.get("data_files")
-    if isinstance(files, str):
-        out = [files]
-    elif isinstance(files, list):
-        out = list(files)
-    elif isinstance(files, dict):
-        out = [f for v in files.values() for f in ([v] if isinstance(v, str) else v)]
-    else:
-        out = []
-    if not out and not is_hub(defn) and Path(defn["path"]).is_dir():
+    out = data_file_list(defn)
+    if not out and Path(defn["path"]).is_dir():
         out = sorted(str(p) for p in Path(defn["path"]).rglob("*") if p.is_file())
     return out
 
@@ -252,16 +254,10 @@ def render_row(defn: dict, row: dict) -> dict:
 
 def _hub_patterns(defn: dict) -> list[str] | None:
     """The repository files a definition reads (None = all of them)."""
-    files = defn.get("data_files")
-    if isinstance(files, str):
-        patterns = [files]
-    elif isinstance(files, list):
-        patterns = list(files)
-    elif isinstance(files, dict):
-        patterns = [f for v in files.values() for f in ([v] if isinstance(v, str) else v)]
-    elif defn.get("data_dir"):
+    patterns = data_file_list(defn)
+    if not patterns and defn.get("data_dir"):
         patterns = [f"{defn['data_dir']}/*"]
-    else:
+    elif not patterns:
         return None
     return [*patterns, "README.md"]  # the card's YAML declares the configs
 
