@@ -151,11 +151,18 @@ def sft_config(ft: dict, lr: float, seed: int, output_dir: str, device: str, bf1
     )
 
 
-def run_fingerprint(base_dir, train_jsonl, lr, seed, params, processes: int) -> dict:
-    """What a trainer checkpoint must share with this run to be resumed by it."""
+def input_shas(base_dir, train_jsonl) -> dict:
+    """The identity of a run's inputs: the base checkpoint's sha and the training data's."""
     return {
         "base_sha": provenance.read_json(Path(base_dir) / "provenance.json").get("sha"),
         "dataset_sha": provenance.sha256_file(train_jsonl),
+    }
+
+
+def run_fingerprint(inputs: dict, lr, seed, params, processes: int) -> dict:
+    """What a trainer checkpoint must share with this run to be resumed by it."""
+    return {
+        **inputs,
         "lr": lr,
         "seed": seed,
         "params": params,
@@ -370,10 +377,9 @@ def run(
     transformers.set_seed(seed)
     out_model_dir = Path(out_model_dir)
     scratch = Path(scratch_dir) if scratch_dir else out_model_dir.parent / "trainer"
-    base_prov = provenance.read_json(Path(base_dir) / "provenance.json")
-    dataset_sha = provenance.sha256_file(train_jsonl)
+    inputs = input_shas(base_dir, train_jsonl)  # hashed once: training data can be large
     if resume_from == "auto":
-        fingerprint = run_fingerprint(base_dir, train_jsonl, lr, seed, params, world_size())
+        fingerprint = run_fingerprint(inputs, lr, seed, params, world_size())
         resume_from = prepare_scratch(scratch, fingerprint)
     resume_from = Path(resume_from) if resume_from else None
     rows = read_jsonl(train_jsonl)
@@ -456,8 +462,7 @@ def run(
         finite_weights=finite,
         lr=lr,
         seed=seed,
-        base_sha=base_prov.get("sha"),
-        dataset_sha=dataset_sha,
+        **inputs,
         examples=len(rows),
         # TRL drops rows whose completion truncation to max_length removed entirely.
         examples_trained=len(trainer.train_dataset),
@@ -507,8 +512,8 @@ def launch(spec: dict, processes: int) -> dict | None:
 
         check_devices(spec["ft"], torch.cuda.is_available(), torch.cuda.device_count(), True)
     scratch = Path(spec["scratch_dir"])
-    keys = ("base_dir", "train_jsonl", "lr", "seed", "params")
-    fingerprint = run_fingerprint(*(spec[k] for k in keys), processes=processes)
+    inputs = input_shas(spec["base_dir"], spec["train_jsonl"])
+    fingerprint = run_fingerprint(inputs, spec["lr"], spec["seed"], spec["params"], processes)
     resume_from = prepare_scratch(scratch, fingerprint)
     spec = {**spec, "resume_from": str(resume_from) if resume_from else None}
     spec_path = scratch / "launch.json"

@@ -10,6 +10,7 @@ jobs can run offline.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import os
 from importlib import metadata
@@ -54,9 +55,14 @@ def build() -> dict:
 
 
 def load(cache_dir: str | Path = DEFAULT_CACHE) -> dict:
-    """The index, from the cache when it was built by this lm-eval version."""
+    """The index, from the cache when it was built by this lm-eval version. Read once per
+    process: the Snakefile asks for it in the params of every evaluation job."""
     version = metadata.version("lm_eval")
-    path = Path(cache_dir) / f"lm_eval_index-{version}.json"
+    return _load(Path(cache_dir) / f"lm_eval_index-{version}.json")
+
+
+@functools.cache
+def _load(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
