@@ -282,12 +282,16 @@ def _callbacks(factor: float, deadline: float | None):
                 control.should_training_stop = True
                 control.should_save = False
 
-    class SaveOnSignal(TrainerCallback):
-        """SIGTERM (Slurm's timeout or preemption) or SIGUSR1 (`--signal`): finish the
-        step, save a checkpoint, stop. Ranks agree on it, so none waits in a collective."""
+    class SaveAndStop(TrainerCallback):
+        """Finish the step, save a checkpoint and stop when the job must end: on SIGTERM
+        (Slurm's time limit or preemption) or SIGUSR1, or, under Slurm, at `deadline` (signals
+        may not reach this process: torchrun forwards only some). Ranks agree on it at every
+        step, so none stops alone and leaves the others waiting in a collective."""
 
-        def __init__(self):
+        def __init__(self, deadline: float | None):
+            self.deadline = deadline
             self.signal = 0
+            self.deadline_reached = False
             self.previous = {}
 
         def _handle(self, signum, _frame):
@@ -304,36 +308,20 @@ def _callbacks(factor: float, deadline: float | None):
         def on_step_end(self, args, state, control, **kwargs):
             import torch.distributed as dist
 
-            flag = self.signal
+            late = self.deadline is not None and time.time() >= self.deadline
+            flags = [self.signal, int(late)]
             if dist.is_available() and dist.is_initialized():
                 import torch
 
-                tensor = torch.tensor([flag], device="cpu" if args.use_cpu else "cuda")
+                tensor = torch.tensor(flags, device="cpu" if args.use_cpu else "cuda")
                 dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-                flag = int(tensor.item())
-            if flag:
-                self.signal = flag
+                flags = [int(x) for x in tensor.tolist()]
+            if any(flags):
+                self.signal, self.deadline_reached = flags[0], bool(flags[1])
                 control.should_save = True  # whatever save_strategy says
                 control.should_training_stop = True
 
-    class SaveBeforeDeadline(TrainerCallback):
-        """Under Slurm, save and stop `margin` seconds before the job's time limit, so a
-        retry resumes instead of restarting (signals may not reach this process: torchrun
-        forwards only some, and Slurm's warning signal goes to the job step's first process).
-        """
-
-        def __init__(self, deadline: float | None):
-            self.deadline = deadline
-            self.reached = False
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if self.deadline is None or time.time() < self.deadline:
-                return
-            self.reached = True
-            control.should_save = True
-            control.should_training_stop = True
-
-    return StopOnDivergence(), SaveOnSignal(), SaveBeforeDeadline(deadline)
+    return StopOnDivergence(), SaveAndStop(deadline)
 
 
 def _peak_memory_mib(device: str) -> dict:
@@ -393,14 +381,14 @@ def run(
     args = sft_config(ft, lr, seed, str(scratch), device, bf16_ok)
     collator = data_collator(ft, tokenizer)
     deadline = job_deadline(ft["resources"]["runtime"], ft["resources"]["save_margin_minutes"] * 60)
-    divergence, interrupt, timer = _callbacks(ft["divergence_factor"], deadline)
+    divergence, stopper = _callbacks(ft["divergence_factor"], deadline)
     trainer = SFTTrainer(
         model=model,
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
         data_collator=collator,
-        callbacks=[divergence, interrupt, timer, *callbacks],
+        callbacks=[divergence, stopper, *callbacks],
     )
     if len(trainer.train_dataset) < 0.9 * len(rows):
         log.warning(
@@ -423,10 +411,10 @@ def run(
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     train_seconds = time.perf_counter() - train_start
     unfinished = trainer.state.global_step < trainer.state.max_steps
-    if unfinished and (interrupt.signal or timer.reached):
+    if unfinished and (stopper.signal or stopper.deadline_reached):
         cause = (
-            f"signal {signal.Signals(interrupt.signal).name}"
-            if interrupt.signal
+            f"signal {signal.Signals(stopper.signal).name}"
+            if stopper.signal
             else "the job's time limit approaching"
         )
         raise Interrupted(
