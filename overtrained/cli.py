@@ -2,6 +2,7 @@
 
 overtrained validate [config.yaml]   # check a config the way the workflow will
 overtrained checkpoints REPO [--tokens 0.5T,1T]   # a repo's parsed checkpoint branches
+overtrained pin [config.yaml] [--repin]   # pin hub families' checkpoints to commit shas
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def checkpoints(args: argparse.Namespace) -> int:
         if args.branches:
             with open(args.branches, encoding="utf-8") as f:
                 branches = json.load(f)
+            if isinstance(branches, dict):  # a recording: {"repo", "note", "branches"}
+                branches = branches["branches"]
         else:
             branches = hub.list_branches(args.repo)
         found = hub.checkpoints(branches)
@@ -45,6 +48,31 @@ def checkpoints(args: argparse.Namespace) -> int:
     except hub.CheckpointError as error:
         print(f"Error: {error}", file=sys.stderr)
         return 2
+    return 0
+
+
+def pin(args: argparse.Namespace) -> int:
+    from overtrained import pins
+
+    try:
+        cfg = config_module.load_file(args.config)
+        lines = pins.pin_config(cfg, repin=args.repin, check=True)
+    except config_module.ConfigError as error:
+        print(f"Config error: {error}", file=sys.stderr)
+        return 2
+    for line in lines:
+        print(line)
+    for name, fam in config_module.hub_families(cfg).items():
+        print(f"{name}: {fam['repo']} ({pins.manifest_path(name, fam)})")
+        for e in fam["pinned"]:
+            print(
+                f"  {e['request']:>8} -> {e['revision']:<36} "
+                f"{config_module.format_tokens(e['tokens']):>7} {e['distance']:+7.1%}  "
+                f"{e['sha'][:12]}"
+            )
+        print(f"  tokenizer: {fam['tokenizer_pin']['revision']} {fam['tokenizer_pin']['sha'][:12]}")
+    if not config_module.hub_families(cfg):
+        print(f"{args.config}: no hub families, nothing to pin")
     return 0
 
 
@@ -64,6 +92,20 @@ def main(argv: list[str] | None = None) -> int:
         "--branches", help="a JSON list of branch names recorded earlier (instead of the Hub)"
     )
     p.set_defaults(func=checkpoints)
+    p = sub.add_parser(
+        "pin",
+        help="pin hub families' budgets/branches to commit shas in their manifests",
+        description="Resolve what each hub family asks for against the repository's branches, "
+        "write the pins to its manifest, and report branches that moved since they were "
+        "pinned. Needs the Hub (or HF_ENDPOINT).",
+    )
+    p.add_argument("config", nargs="?", default="config.yaml")
+    p.add_argument(
+        "--repin",
+        action="store_true",
+        help="move pins of branches that have moved (re-runs their jobs)",
+    )
+    p.set_defaults(func=pin)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -89,6 +89,13 @@ def _resolve(schema: dict, root: dict) -> dict:
 def _fill_defaults(instance: Any, schema: dict, root: dict) -> None:
     """Insert schema defaults into `instance` in place, recursing into objects."""
     schema = _resolve(schema, root)
+    if "if" in schema:  # a family: its `source` picks the definition
+        chosen = (
+            "then"
+            if _VALIDATOR({**schema["if"], "$defs": root["$defs"]}).is_valid(instance)
+            else "else"
+        )
+        schema = _resolve(schema[chosen], root)
     if not isinstance(instance, dict):
         return
     for key, sub in schema.get("properties", {}).items():
@@ -191,7 +198,8 @@ def _cross_checks(cfg: dict) -> None:
         spelled = [format_lr(lr) for lr in grid]
         if len(set(spelled)) != len(spelled):
             raise ConfigError(f"finetune.lrs.{task}: two learning rates are the same: {grid}")
-    for name, fam in cfg["families"].items():
+    _check_hub_families(cfg)
+    for name, fam in pretrain_families(cfg).items():
         model, train = fam["model"], fam["training"]
         where = f"families.{name}"
         if model["hidden_size"] % model["num_attention_heads"]:
@@ -243,7 +251,7 @@ def _cross_checks(cfg: dict) -> None:
     _check_judge(cfg)
     kinds = [t["kind"] for t in tasks.values()]
     if "topic_classification" in kinds:
-        for name, fam in cfg["families"].items():
+        for name, fam in pretrain_families(cfg).items():
             usable = fam["corpus"]["n_topics"] - fam["corpus"]["heldout_topics"]
             if usable < TOPIC_LABELS:
                 raise ConfigError(
@@ -269,6 +277,47 @@ def _cross_checks(cfg: dict) -> None:
                         f"split of the fine-tuning task of kind {kind!r}, but finetune.tasks has "
                         f"{kinds.count(kind)} of that kind (need exactly one)"
                     )
+
+
+def pretrain_families(cfg: dict) -> dict:
+    return {n: f for n, f in cfg["families"].items() if f["source"] == "pretrain"}
+
+
+def hub_families(cfg: dict) -> dict:
+    return {n: f for n, f in cfg["families"].items() if f["source"] == "hub"}
+
+
+def _check_hub_families(cfg: dict) -> None:
+    """What a hub family needs from the rest of the config (its branches are checked when
+    they are pinned, see overtrained.pins)."""
+    for name, fam in hub_families(cfg).items():
+        where = f"families.{name}"
+        if (fam["tokens"] is None) == (fam["revisions"] is None):
+            raise ConfigError(
+                f"{where}: give exactly one of `tokens` (budgets resolved to the nearest "
+                "branch) or `revisions` (branch names)"
+            )
+        if fam["tokens"] is not None:
+            tokens = [parse_tokens(t) for t in fam["tokens"]]
+            if len(set(tokens)) != len(tokens):
+                raise ConfigError(f"{where}.tokens: two budgets are the same number of tokens")
+        if "{family}" not in fam["manifest"] and len(hub_families(cfg)) > 1:
+            raise ConfigError(
+                f"{where}.manifest: {fam['manifest']!r} would be shared by several hub families; "
+                "include {family} in the path"
+            )
+        for task, spec in cfg["finetune"]["tasks"].items():
+            if spec["kind"] != "dataset":
+                raise ConfigError(
+                    f"finetune.tasks.{task}: a generated task ({spec['kind']}) speaks the "
+                    f"synthetic corpus language of a pretrain family, but {where} is a hub "
+                    "family; use dataset tasks (kind: dataset) with hub families"
+                )
+        if cfg["evaluate"]["retention_text"] is None:
+            raise ConfigError(
+                f"evaluate.retention_text: {where} is a hub family, which has no corpus of its "
+                "own to measure retention on; name a text such as c4_validation"
+            )
 
 
 def _check_id_task(cfg: dict, where: str, name: str) -> None:
@@ -415,9 +464,12 @@ def load(raw: dict | None) -> dict:
         first = errors[0]
         raise ConfigError(_describe(first))
     _cross_checks(cfg)
-    for fam in cfg["families"].values():
+    for fam in pretrain_families(cfg).values():
         # Budgets become checkpoint names: one spelling per count, in token order.
         fam["budgets"] = [format_tokens(t) for t in sorted(map(parse_tokens, fam["budgets"]))]
+    for fam in hub_families(cfg).values():
+        if fam["tokens"] is not None:
+            fam["tokens"] = [format_tokens(t) for t in sorted(map(parse_tokens, fam["tokens"]))]
     for grid in cfg["finetune"]["lrs"].values():
         if any(not math.isfinite(lr) for lr in grid):
             raise ConfigError("finetune.lrs: learning rates must be finite numbers")

@@ -98,7 +98,8 @@ def resolve(budgets: list[str], found: list[HubCheckpoint], repo: str) -> list[R
     out = []
     for budget in budgets:
         wanted = parse_tokens(budget)
-        nearest = min(found, key=lambda c: (abs(c.tokens - wanted), c.step))
+        # Ties (two steps whose suffixes round alike) go to the later step: it saw more tokens.
+        nearest = min(found, key=lambda c: (abs(c.tokens - wanted), -c.step))
         resolution = Resolution(budget, nearest)
         if abs(resolution.distance) > MAX_RELATIVE_DISTANCE:
             raise CheckpointError(
