@@ -17,6 +17,7 @@ sys.path.insert(0, workflow.basedir)
 
 import overtrained.config
 import overtrained.lm_eval_index
+import overtrained.pins
 import overtrained.workflow as W
 
 # Rule scripts import the library from this checkout, whatever environment runs them.
@@ -33,6 +34,9 @@ if not workflow.overwrite_configfiles:
 try:
     config = overtrained.config.load(config)
     overtrained.lm_eval_index.check_suites(config)
+    # Hub families: budgets and branches -> commit shas, from (or into) the pinned manifest.
+    for line in overtrained.pins.pin_config(config):
+        print(line, file=sys.stderr)
 except overtrained.config.ConfigError as error:
     sys.exit(f"Config error: {error}")
 
@@ -43,6 +47,7 @@ wildcard_constraints:
 
 include: "rules/common.smk"
 include: "rules/pretrain.smk"
+include: "rules/hub.smk"
 include: "rules/finetune.smk"
 include: "rules/evaluate.smk"
 include: "rules/aggregate.smk"

@@ -120,19 +120,27 @@ def check_cached(datasets: list[dict]) -> None:
             ) from err
 
 
-def load_lm(model_dir: str | Path, batch_size: int | str, precision: str = "auto"):
+def load_lm(
+    model_dir: str | Path,
+    batch_size: int | str,
+    precision: str = "auto",
+    loading: dict | None = None,
+):
     """lm-eval's HFLM around our loaded model: on a GPU, bf16 (precision auto, where
-    supported) and lm-eval's automatic batch size; on a CPU, fp32 and CPU_BATCH_SIZE."""
+    supported) and lm-eval's automatic batch size; on a CPU, fp32 and CPU_BATCH_SIZE.
+    `loading`: the family's loading options (workflow.loading_options)."""
     import torch
-    import transformers
     from lm_eval.models.huggingface import HFLM
 
+    from overtrained.loading import load_causal_lm, load_tokenizer
+
+    loading = loading or {}
     device = "cuda" if torch.cuda.is_available() else "cpu"
     bf16 = device == "cuda" and precision != "fp32" and torch.cuda.is_bf16_supported()
     dtype = torch.bfloat16 if bf16 else torch.float32
     # HFLM keeps a loaded model where it is (it ignores device=), so place it here.
-    model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
+    model = load_causal_lm(model_dir, device, dtype, **loading)
+    tokenizer = load_tokenizer(model_dir, loading.get("trust_remote_code", False))
     if batch_size == "auto" and device == "cpu":
         batch_size = CPU_BATCH_SIZE
     return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
@@ -150,9 +158,11 @@ def run(
     precision: str = "auto",
     answer_patterns: dict[str, str] | None = None,
     model_source: dict | None = None,
+    loading: dict | None = None,
 ) -> dict:
     """Evaluate one model on one suite and write the normalised results. Offline: the
-    datasets of the suite's lm-eval tasks must be in the cache (the prefetch rule)."""
+    datasets of the suite's lm-eval tasks must be in the cache (the prefetch rule).
+    `loading`: the family's loading options (workflow.loading_options)."""
     started, t0 = provenance.now(), time.perf_counter()
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     # Read by datasets/huggingface_hub at import time: set before importing lm_eval.
@@ -162,8 +172,10 @@ def run(
     import torch
     from lm_eval.tasks import TaskManager
 
+    from overtrained.loading import weights_digest
+
     torch.set_num_threads(threads)
-    lm = load_lm(model_dir, suite["batch_size"], precision)
+    lm = load_lm(model_dir, suite["batch_size"], precision, loading)
     tasks = []
     for name in suite["tasks"]:
         if name.startswith(MINI_PREFIX):
@@ -203,7 +215,7 @@ def run(
         task_versions=results.get("versions", {}),
         task_configs={k: v for k, v in results.get("configs", {}).items()},
         n_shot=results.get("n-shot", {}),
-        model_sha=provenance.sha256_file(Path(model_dir) / "model.safetensors"),
+        model_sha=weights_digest(model_dir),
         # lm-eval reports revision "main" for a loaded model: ours says what it really is.
         model_source=model_source or {},
         dtype=str(lm.model.dtype).removeprefix("torch."),

@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 from overtrained import provenance
+from overtrained.loading import load_causal_lm, load_tokenizer
 from overtrained.tasks import read_jsonl
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -346,8 +347,10 @@ def run(
     threads: int = 1,
     callbacks: tuple = (),
     resume_from: str | None = "auto",
+    loading: dict | None = None,
 ) -> dict | None:
     """Fine-tune `base_dir` on `train_jsonl`; save weights (safetensors) and train.json.
+    `loading`: the family's loading options (workflow.loading_options).
 
     Returns the record on the main process (None on the others). With resume_from="auto",
     resumes from the newest checkpoint in `scratch_dir` left by an interrupted run of the
@@ -374,10 +377,11 @@ def run(
     dataset = Dataset.from_list(
         [{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]
     )
-    model = transformers.AutoModelForCausalLM.from_pretrained(
-        base_dir, dtype=torch.float32, attn_implementation=ft["attn_implementation"]
+    loading = loading or {}
+    model = load_causal_lm(
+        base_dir, None, torch.float32, attn_implementation=ft["attn_implementation"], **loading
     )
-    tokenizer = transformers.AutoTokenizer.from_pretrained(base_dir)
+    tokenizer = load_tokenizer(base_dir, loading.get("trust_remote_code", False))
     args = sft_config(ft, lr, seed, str(scratch), device, bf16_ok)
     collator = data_collator(ft, tokenizer)
     deadline = job_deadline(ft["resources"]["runtime"], ft["resources"]["save_margin_minutes"] * 60)

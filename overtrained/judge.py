@@ -15,17 +15,21 @@ import time
 from pathlib import Path
 
 from overtrained import provenance
+from overtrained.loading import load_causal_lm, load_tokenizer, weights_digest
 from overtrained.tasks import read_jsonl
 
 
-def generate(model_dir: str | Path, prompts: list[str], max_new_tokens: int) -> list[str]:
-    """Greedy continuations of each prompt (stopping at EOS), decoded without the prompt."""
+def generate(
+    model_dir: str | Path, prompts: list[str], max_new_tokens: int, loading: dict | None = None
+) -> list[str]:
+    """Greedy continuations of each prompt (stopping at EOS), decoded without the prompt.
+    `loading`: the family's loading options (workflow.loading_options)."""
     import torch
-    import transformers
 
+    loading = loading or {}
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = transformers.AutoModelForCausalLM.from_pretrained(model_dir).to(device).eval()
-    tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
+    model = load_causal_lm(model_dir, device, **loading).eval()
+    tokenizer = load_tokenizer(model_dir, loading.get("trust_remote_code", False))
     room = model.config.max_position_embeddings
     responses = []
     for prompt in prompts:
@@ -53,11 +57,13 @@ def run(
     out_json: str | Path,
     params: dict,
     status: str = "ok",
+    loading: dict | None = None,
 ) -> dict:
     """Answer the held-out prompts, run the judge command, write eval/judge.json."""
     started, t0 = provenance.now(), time.perf_counter()
     rows = read_jsonl(test_jsonl)[: judge["limit"]]
-    responses = generate(model_dir, [r["prompt"] for r in rows], judge["max_new_tokens"])
+    prompts = [r["prompt"] for r in rows]
+    responses = generate(model_dir, prompts, judge["max_new_tokens"], loading)
     out_json = Path(out_json)
     answers = out_json.with_name("judge_responses.jsonl")
     answers.write_text(
@@ -94,7 +100,7 @@ def run(
         ],
         judge_output=verdict,
         responses_sha256=provenance.sha256_file(answers),
-        model_sha=provenance.sha256_file(Path(model_dir) / "model.safetensors"),
+        model_sha=weights_digest(model_dir),
     )
     provenance.write_json(out_json, record)
     return record

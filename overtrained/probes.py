@@ -5,8 +5,10 @@
 - id_loss: mean NLL of the completion tokens of a task's held-out split, the paper's
   in-distribution metric, tokenised the way TRL tokenises prompt/completion rows.
 
-One function computes each number for every kind of model, so they are comparable.
-Only torch, numpy and tokenizers are imported (no transformers): a probe job is cheap.
+One function computes each number for every kind of model, so they are comparable. Models
+come from `loading.load_probe_model`: the workflow's OLMo-2 checkpoints natively in fp32, hub
+checkpoints through transformers (bf16 on a GPU); losses are summed in float64 from fp32
+log-probabilities either way, so the batch size changes nothing but memory.
 """
 
 from __future__ import annotations
@@ -19,7 +21,24 @@ import numpy as np
 import torch
 
 from overtrained import provenance
-from overtrained.model import Olmo2LM, load_checkpoint, sequence_nll
+from overtrained.loading import (
+    load_probe_model,
+    load_tokenizer,
+    model_device,
+    vocab_size,
+    weights_digest,
+)
+from overtrained.model import sequence_nll
+
+# fp32 logits one batch may hold (batch x positions x vocab x 4 bytes): at paper scale
+# (OLMo-2: 4097 positions x 100k vocab = 1.6 GB a row) a fixed batch would not fit.
+LOGIT_BUDGET_BYTES = 1 << 30
+MAX_BATCH = 32
+
+
+def batch_rows(positions: int, vocab: int, budget: int = LOGIT_BUDGET_BYTES) -> int:
+    """Rows per batch whose fp32 logits fit in `budget` (at least 1, at most MAX_BATCH)."""
+    return max(1, min(MAX_BATCH, budget // (positions * vocab * 4)))
 
 
 def heldout_windows(stream_path: str | Path, tokens: int, seq_len: int) -> torch.Tensor:
@@ -35,34 +54,47 @@ def heldout_windows(stream_path: str | Path, tokens: int, seq_len: int) -> torch
     return torch.from_numpy(np.asarray(data[: n * (seq_len + 1)], dtype=np.int64).reshape(n, -1))
 
 
-def pretrain_loss(model: Olmo2LM, windows: torch.Tensor, batch_size: int = 32) -> tuple[float, int]:
-    """Mean NLL over every position of every window (each window predicts seq_len tokens)."""
+def pretrain_loss(model, windows: torch.Tensor, batch_size: int | None = None) -> tuple[float, int]:
+    """Mean NLL over every position of every window (each window predicts seq_len tokens).
+    `batch_size` None: as many windows as the logit budget allows."""
+    batch_size = batch_size or batch_rows(windows.shape[1], vocab_size(model))
+    device = model_device(model)
     total, count = 0.0, 0
     for i in range(0, len(windows), batch_size):
-        block = windows[i : i + batch_size]
+        block = windows[i : i + batch_size].to(device)
         nll, n = sequence_nll(model, block, block)
         total, count = total + nll, count + n
     return total / count, count
 
 
-def encode_completion_rows(
-    tokenizer_json: str | Path, rows: list[dict], eos_id: int, max_length: int
-):
-    """(input_ids, labels) per row: prompt tokens masked with -100, completion + EOS scored."""
-    from tokenizers import Tokenizer
+def encode_completion_rows(tokenizer, rows: list[dict], eos_id: int, max_length: int):
+    """(input_ids, labels) per row: prompt tokens masked with -100, completion + EOS scored.
 
-    tokenizer = Tokenizer.from_file(str(tokenizer_json))
+    `tokenizer`: a transformers tokenizer, or a model (or tokenizer) directory or its
+    tokenizer.json. Texts are tokenised as TRL does, with the tokenizer's own special tokens
+    (a Llama tokenizer's BOS; none for the miniature's byte-level BPE).
+    """
+    if isinstance(tokenizer, (str, Path)):
+        path = Path(tokenizer)
+        tokenizer = load_tokenizer(path.parent if path.is_file() else path)
     encoded = []
     for row in rows:
-        prompt = tokenizer.encode(row["prompt"], add_special_tokens=False).ids
-        full = tokenizer.encode(row["prompt"] + row["completion"], add_special_tokens=False).ids
+        prompt = tokenizer(row["prompt"])["input_ids"]
+        full = tokenizer(row["prompt"] + row["completion"])["input_ids"]
         full = (full + [eos_id])[:max_length]
         labels = [-100] * min(len(prompt), len(full)) + full[len(prompt) :]
         encoded.append((full, labels[: len(full)]))
     return encoded
 
 
-def id_loss(model: Olmo2LM, encoded: list, pad_id: int, batch_size: int = 32) -> tuple[float, int]:
+def id_loss(model, encoded: list, pad_id: int, batch_size: int | None = None) -> tuple[float, int]:
+    """Mean NLL of the scored (not -100) labels; rows are right-padded with `pad_id`, which
+    is never scored, so its value does not matter."""
+    if not encoded:
+        return math.nan, 0
+    longest = max(len(ids) for ids, _ in encoded)
+    batch_size = batch_size or batch_rows(longest, vocab_size(model))
+    device = model_device(model)
     total, count = 0.0, 0
     for i in range(0, len(encoded), batch_size):
         chunk = encoded[i : i + batch_size]
@@ -72,9 +104,20 @@ def id_loss(model: Olmo2LM, encoded: list, pad_id: int, batch_size: int = 32) ->
         for j, (row_ids, row_labels) in enumerate(chunk):
             ids[j, : len(row_ids)] = torch.tensor(row_ids)
             labels[j, : len(row_labels)] = torch.tensor(row_labels)
-        nll, n = sequence_nll(model, ids, labels)
+        nll, n = sequence_nll(model, ids.to(device), labels.to(device))
         total, count = total + nll, count + n
     return (total / count if count else math.nan), count
+
+
+def padding_id(config: dict) -> int:
+    """The id padded positions get: pad, else EOS, else 0 (hub configs may have no pad)."""
+    for key in ("pad_token_id", "eos_token_id"):
+        value = config.get(key)
+        if isinstance(value, list):
+            value = value[0] if value else None
+        if isinstance(value, int):
+            return value
+    return 0
 
 
 def run(
@@ -86,23 +129,28 @@ def run(
     out_json: str | Path,
     params: dict,
     status: str = "ok",
+    loading: dict | None = None,
 ) -> dict:
-    """Compute every probe of one model and write them to `out_json`."""
+    """Compute every probe of one model and write them to `out_json`. `loading`: the family's
+    loading options (workflow.loading_options)."""
     started, t0 = provenance.now(), time.perf_counter()
     from overtrained.tasks import read_jsonl
 
+    loading = loading or {}
     model_dir = Path(model_dir)
-    model = load_checkpoint(model_dir).eval()
+    model = load_probe_model(model_dir, **loading)
     config = provenance.read_json(model_dir / "config.json")
     seq_len = config["max_position_embeddings"]
     windows = heldout_windows(heldout_stream, retention_tokens, seq_len)
     value, n = pretrain_loss(model, windows)
     metrics = [{"metric": "pretrain_loss", "task": "", "value": value, "n": n}]
+    if task_tests:
+        tokenizer = load_tokenizer(model_dir, loading.get("trust_remote_code", False))
+        eos = tokenizer.eos_token_id
+        eos = config["eos_token_id"] if eos is None else eos
     for task, path in task_tests.items():
-        encoded = encode_completion_rows(
-            model_dir / "tokenizer.json", read_jsonl(path), config["eos_token_id"], max_length
-        )
-        value, n = id_loss(model, encoded, config["pad_token_id"])
+        encoded = encode_completion_rows(tokenizer, read_jsonl(path), eos, max_length)
+        value, n = id_loss(model, encoded, padding_id(config))
         metrics.append({"metric": "id_loss", "task": task, "value": value, "n": n})
     record = provenance.record(
         "probes",
@@ -111,7 +159,8 @@ def run(
         time.perf_counter() - t0,
         status=status,
         metrics=metrics,
-        model_sha=provenance.sha256_file(model_dir / "model.safetensors"),
+        model_sha=weights_digest(model_dir),
+        dtype=str(next(iter(model.parameters())).dtype).removeprefix("torch."),
     )
     provenance.write_json(out_json, record)
     return record

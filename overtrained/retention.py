@@ -8,7 +8,6 @@ family's tokenizer (every checkpoint of a family shares it).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -27,24 +26,36 @@ def documents(defn: dict, n_docs: int, offline: bool = True, cache_dir: str | No
     return [dataset_tasks.render_row(defn, rows[i])["completion"] for i in range(n_docs)]
 
 
-def write_stream(docs: list[str], tokenizer_dir: str | Path, out_npy: str | Path) -> dict:
-    """Tokenise `docs` (EOS after each) into `out_npy`; return its size and sha."""
+def write_stream(
+    docs: list[str], tokenizer_dir: str | Path, out_npy: str | Path, trust_remote_code: bool = False
+) -> dict:
+    """Tokenise `docs` (EOS after each, no other special token) into `out_npy`; return its
+    size and sha. `tokenizer_dir`: the corpus's tokenizer or a model directory (tokenizer.json,
+    or only a sentencepiece tokenizer.model)."""
     from tokenizers import Tokenizer
 
     from overtrained import provenance
+    from overtrained.loading import LoadingError, load_tokenizer
 
-    tokenizer_dir = Path(tokenizer_dir)
-    tokenizer = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
-    config = json.loads((tokenizer_dir / "tokenizer_config.json").read_text())
-    eos = tokenizer.token_to_id(config["eos_token"])
-    if eos is None:
-        raise ValueError(
-            f"{tokenizer_dir}: eos_token {config['eos_token']!r} is not in the vocabulary"
+    tokenizer = load_tokenizer(tokenizer_dir, trust_remote_code)
+    eos = tokenizer.eos_token_id
+    raw = Path(tokenizer_dir) / "tokenizer.json"
+    # transformers appends a special token that is not in the vocabulary as a new id, one
+    # the model has no embedding for: check against the tokenizer's own file.
+    if (
+        eos is None
+        or raw.is_file()
+        and Tokenizer.from_file(str(raw)).token_to_id(tokenizer.eos_token) != eos
+    ):
+        raise LoadingError(
+            f"{tokenizer_dir}: eos_token {tokenizer.eos_token!r} (tokenizer_config.json) is "
+            "not in the vocabulary; documents in the stream are separated by EOS"
         )
-    dtype = np.uint16 if tokenizer.get_vocab_size() <= 1 << 16 else np.uint32
+    dtype = np.uint16 if len(tokenizer) <= 1 << 16 else np.uint32
     ids = []
-    for encoding in tokenizer.encode_batch(docs, add_special_tokens=False):
-        ids += [*encoding.ids, eos]
+    # verbose=False: documents longer than the model's context are expected here.
+    for row in tokenizer(docs, add_special_tokens=False, verbose=False)["input_ids"]:
+        ids += [*row, eos]
     out_npy = Path(out_npy)
     out_npy.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_npy.with_name(out_npy.name + ".tmp.npy")

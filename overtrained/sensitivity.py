@@ -5,6 +5,11 @@ initialisation std (`init`, the paper's Sigma) or its current RMS (`rms`). Only 
 are perturbed: norm weights are initialised to a constant (zero init variance), and
 leaving them out under `rms` keeps the two scalings comparable. The loss increase is
 measured with the same pre-training-loss probe as retention.
+
+For hub checkpoints (transformers models), the `init` std is the config's
+initializer_range: transformers initialises their Linear and Embedding weights from
+N(0, initializer_range). Noise is drawn on the CPU in fp32 from one seeded generator, then
+cast to each weight's device and dtype, so a seed means the same noise on any device.
 """
 
 from __future__ import annotations
@@ -15,11 +20,15 @@ from pathlib import Path
 import torch
 
 from overtrained import provenance
-from overtrained.model import Olmo2LM, load_checkpoint
+from overtrained.loading import load_probe_model, weights_digest
 from overtrained.probes import heldout_windows, pretrain_loss
 
 
-def noise_scales(model: Olmo2LM, scaling: str) -> dict[str, float]:
+def _rms(param: torch.Tensor) -> float:
+    return param.detach().float().pow(2).mean().sqrt().item()  # fp32 even for bf16 weights
+
+
+def noise_scales(model, scaling: str) -> dict[str, float]:
     """Per-matrix noise std for gamma = 1."""
     scales = {}
     for name, param in model.named_parameters():
@@ -28,28 +37,29 @@ def noise_scales(model: Olmo2LM, scaling: str) -> dict[str, float]:
         if scaling == "init":
             scales[name] = model.init_std(name)
         elif scaling == "rms":
-            scales[name] = param.detach().pow(2).mean().sqrt().item()
+            scales[name] = _rms(param)
         else:
             raise ValueError(f"unknown scaling {scaling!r} (use 'init' or 'rms')")
     return scales
 
 
 @torch.no_grad()
-def add_noise(model: Olmo2LM, scales: dict[str, float], gamma: float, seed: int) -> None:
+def add_noise(model, scales: dict[str, float], gamma: float, seed: int) -> None:
     """theta += N(0, (gamma * scale)^2), tensor by tensor in name order (reproducible)."""
     generator = torch.Generator().manual_seed(seed)
     params = dict(model.named_parameters())
     for name in sorted(scales):
         param = params[name]
-        noise = torch.randn(param.shape, generator=generator, dtype=param.dtype)
-        param.add_(noise * (gamma * scales[name]))
+        noise = torch.randn(param.shape, generator=generator, dtype=torch.float32)
+        param.add_((noise * (gamma * scales[name])).to(param.device, param.dtype))
 
 
 @torch.no_grad()
 def perturbed_loss(
-    model: Olmo2LM, scales: dict[str, float], gamma: float, seed: int, windows: torch.Tensor
+    model, scales: dict[str, float], gamma: float, seed: int, windows: torch.Tensor
 ) -> float:
-    """Loss of the model with noise added; the weights are restored afterwards."""
+    """Loss of the model with noise added; the weights are restored afterwards (from a copy
+    kept on the weights' own device)."""
     params = dict(model.named_parameters())
     saved = {name: params[name].detach().clone() for name in scales}
     try:
@@ -69,9 +79,12 @@ def run(
     retention_tokens: int,
     out_json: str | Path,
     params: dict,
+    loading: dict | None = None,
 ) -> dict:
+    """Perturb one model along every (scaling, gamma, seed); `loading`: the family's loading
+    options (workflow.loading_options)."""
     started, t0 = provenance.now(), time.perf_counter()
-    model = load_checkpoint(model_dir).eval()
+    model = load_probe_model(model_dir, **(loading or {}))
     config = provenance.read_json(Path(model_dir) / "config.json")
     windows = heldout_windows(heldout_stream, retention_tokens, config["max_position_embeddings"])
     base, n = pretrain_loss(model, windows)
@@ -91,11 +104,7 @@ def run(
                         "n": n,
                     }
                 )
-    weight_rms = {
-        name: p.detach().pow(2).mean().sqrt().item()
-        for name, p in model.named_parameters()
-        if p.ndim == 2
-    }
+    weight_rms = {name: _rms(p) for name, p in model.named_parameters() if p.ndim == 2}
     record = provenance.record(
         "sensitivity",
         params,
@@ -105,7 +114,8 @@ def run(
         n=n,
         perturbations=rows,
         weight_rms=weight_rms,
-        model_sha=provenance.sha256_file(Path(model_dir) / "model.safetensors"),
+        model_sha=weights_digest(model_dir),
+        dtype=str(next(iter(model.parameters())).dtype).removeprefix("torch."),
     )
     provenance.write_json(out_json, record)
     return record

@@ -40,6 +40,8 @@ SCHEMA = pa.schema(
         ("status", pa.string()),
         ("source", pa.string()),
         ("checkpoint_sha", pa.string()),
+        ("repo", pa.string()),  # hub checkpoints: the repository and branch the sha came from
+        ("revision", pa.string()),
         ("params_hash", pa.string()),
         ("stage_code_hash", pa.string()),
         ("code_version", pa.string()),
@@ -78,6 +80,8 @@ def _checkpoint_columns(family: str, ckpt_name: str, checkpoints: dict) -> dict:
         "model": "base",
         "source": ckpt.get("family_source", "pretrain"),
         "checkpoint_sha": ckpt["sha"],
+        "repo": ckpt.get("repo"),
+        "revision": ckpt.get("revision"),
     }
 
 

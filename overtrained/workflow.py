@@ -15,7 +15,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from overtrained.config import ID_PREFIX, MINI_PREFIX, format_lr, is_repo_task, parse_tokens
+from overtrained.config import (
+    ID_PREFIX,
+    MINI_PREFIX,
+    format_lr,
+    format_tokens,
+    is_repo_task,
+    parse_tokens,
+)
 
 RESULTS = "results"
 FIGURES = ("sensitivity", "retention", "in_distribution", "benchmarks")
@@ -31,15 +38,16 @@ STAGE_CODE = {
     "corpus": ("corpus.py",),
     "tasks": ("tasks.py", "corpus.py"),
     "dataset_tasks": ("dataset_tasks.py",),
-    "retention": ("retention.py", "dataset_tasks.py"),
+    "retention": ("retention.py", "dataset_tasks.py", "loading.py"),
     "pretrain": ("pretrain.py", "model.py"),
-    "finetune": ("finetune.py",),
-    "evaluate": ("evaluate.py", "lm_eval_tasks/*.yaml"),
-    "probes": ("probes.py", "model.py"),
-    "sensitivity": ("sensitivity.py", "probes.py", "model.py"),
+    "finetune": ("finetune.py", "loading.py"),
+    "evaluate": ("evaluate.py", "loading.py", "lm_eval_tasks/*.yaml"),
+    "probes": ("probes.py", "model.py", "loading.py"),
+    "sensitivity": ("sensitivity.py", "probes.py", "model.py", "loading.py"),
     "aggregate": ("tables.py",),
     "figures": ("figures.py",),
-    "judge": ("judge.py",),
+    "judge": ("judge.py", "loading.py"),
+    "download": ("hub_download.py",),
 }
 
 
@@ -56,10 +64,10 @@ def stage_code_hash(stage: str) -> str:
 @dataclass(frozen=True)
 class Checkpoint:
     family: str
-    name: str
+    name: str  # budget-seed for pretrain families, the branch for hub families
     budget: str
     tokens: int
-    seed: int
+    seed: int | None  # pre-training seed (None: a hub checkpoint)
 
 
 def checkpoint_name(budget: str, seed: int) -> str:
@@ -68,6 +76,11 @@ def checkpoint_name(budget: str, seed: int) -> str:
 
 def checkpoints(cfg: dict, family: str) -> list[Checkpoint]:
     fam = cfg["families"][family]
+    if fam["source"] == "hub":  # pinned by overtrained.pins, in token order
+        return [
+            Checkpoint(family, e["revision"], format_tokens(e["tokens"]), e["tokens"], None)
+            for e in fam["pinned"]
+        ]
     return [
         Checkpoint(family, checkpoint_name(b, s), b, parse_tokens(b), s)
         for s in fam["seeds"]
@@ -80,6 +93,74 @@ def checkpoint(cfg: dict, family: str, name: str) -> Checkpoint:
         if ckpt.name == name:
             return ckpt
     raise KeyError(f"no checkpoint {name!r} in family {family!r}")
+
+
+def family_names(cfg: dict, source: str) -> list[str]:
+    return [name for name, fam in cfg["families"].items() if fam["source"] == source]
+
+
+def hub_pin(cfg: dict, family: str, ckpt: str) -> dict:
+    """The manifest entry of a hub checkpoint (revision, tokens, sha)."""
+    for entry in cfg["families"][family]["pinned"]:
+        if entry["revision"] == ckpt:
+            return entry
+    raise KeyError(f"no checkpoint {ckpt!r} in hub family {family!r}")
+
+
+def checkpoint_pin(cfg: dict, family: str, ckpt: str) -> str | None:
+    """The commit a base model comes from: a `params:` entry of every rule that reads it, so
+    re-pinning a branch makes exactly its jobs stale (None for pretrain families)."""
+    if cfg["families"][family]["source"] != "hub":
+        return None
+    return hub_pin(cfg, family, ckpt)["sha"]
+
+
+def download_params(cfg: dict, family: str, ckpt: str | None = None) -> dict:
+    """What the download of a hub checkpoint (or, ckpt None, of its tokenizer) fetches."""
+    fam = cfg["families"][family]
+    pin = fam["tokenizer_pin"] if ckpt is None else hub_pin(cfg, family, ckpt)
+    patterns = list(fam["allow_patterns"])
+    if ckpt is None:
+        patterns = [p for p in patterns if p in TOKENIZER_PATTERNS]
+    elif fam["allow_pickle"]:
+        patterns += PICKLE_PATTERNS
+    return {
+        "repo": fam["repo"],
+        "revision": pin["revision"],
+        "sha": pin["sha"],
+        "allow_patterns": patterns,
+        "allow_pickle": fam["allow_pickle"],
+        "require_weights": ckpt is not None,
+        "tokens": pin.get("tokens"),
+        "budget": format_tokens(pin["tokens"]) if ckpt is not None else None,
+    }
+
+
+# The files a tokenizer-only download keeps (config.json: AutoTokenizer reads the model type).
+TOKENIZER_PATTERNS = (
+    "config.json",
+    "tokenizer*",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+    "*.model",
+)
+PICKLE_PATTERNS = ["pytorch_model*.bin", "pytorch_model.bin.index.json"]
+
+
+def loading_options(cfg: dict, family: str) -> dict:
+    """What model loading may do for a family (pretrain families: safetensors, no remote code)."""
+    fam = cfg["families"][family]
+    return {
+        "allow_pickle": fam.get("allow_pickle", False),
+        "trust_remote_code": fam.get("trust_remote_code", False),
+    }
+
+
+def probe_loading(cfg: dict, family: str) -> dict:
+    """loading_options for the probes: the workflow's own checkpoints load natively (fp32)."""
+    native = cfg["families"][family]["source"] == "pretrain"
+    return {**loading_options(cfg, family), "native": native}
 
 
 def lr_value(cfg: dict, task: str, lr: str) -> float:
@@ -148,6 +229,24 @@ def sensitivity_files(cfg: dict) -> list[str]:
     ]
 
 
+def download_files(cfg: dict) -> list[str]:
+    """The download records of every hub checkpoint and hub tokenizer."""
+    out = []
+    for family in family_names(cfg, "hub"):
+        out.append(f"{tokenizer_dir(cfg, family)}/provenance.json")
+        out += [
+            f"{ckpt_dir(family, c.name)}/base/provenance.json" for c in checkpoints(cfg, family)
+        ]
+    return out
+
+
+def tokenizer_dir(cfg: dict, family: str) -> str:
+    """Where a family's tokenizer lives: its corpus's, or a hub family's pinned download."""
+    if cfg["families"][family]["source"] == "hub":
+        return f"{RESULTS}/{family}/tokenizer"
+    return f"{RESULTS}/{family}/corpus/tokenizer"
+
+
 def base_provenance_files(cfg: dict) -> list[str]:
     return [
         f"{ckpt_dir(family, ckpt.name)}/base/provenance.json"
@@ -193,8 +292,9 @@ def suite_prefetch_file(suite: str) -> str:
 
 
 def prefetch_files(cfg: dict) -> list[str]:
-    """Everything that needs internet: dataset tasks' and lm-eval suites' downloads."""
+    """Everything that needs internet: hub checkpoints, dataset tasks, lm-eval suites."""
     return [
+        *download_files(cfg),
         *(f"{RESULTS}/datasets/{task}/prefetch.json" for task in dataset_task_names(cfg)),
         *(suite_prefetch_file(suite) for suite in suites_with_standard_tasks(cfg)),
         *([RETENTION_PREFETCH] if cfg["evaluate"]["retention_text"] is not None else []),
@@ -219,14 +319,16 @@ def retention_local_files(cfg: dict) -> list[str]:
 def wildcard_constraints(cfg: dict) -> dict[str, str]:
     return {
         "family": alternatives(cfg["families"]),
-        "ckpt": r"[^/]+-seed\d+",
+        "ckpt": alternatives(
+            sorted({c.name for family in cfg["families"] for c in checkpoints(cfg, family)})
+        ),
         "task": alternatives(cfg["finetune"]["tasks"]),
         "lr": r"[0-9][0-9.e+-]*",
         "seed": r"\d+",
         "suite": alternatives([*suites(cfg), JUDGE]),
         "model": r"base|ft/[^/]+/lr[^/]+/seed\d+",
         "budget": alternatives(
-            sorted({b for fam in cfg["families"].values() for b in fam["budgets"]})
+            sorted({b for fam in cfg["families"].values() for b in fam.get("budgets", ())})
         ),
     }
 
@@ -265,7 +367,7 @@ def answer_patterns(cfg: dict, suite: str) -> dict[str, str]:
 
 
 def corpus_files(cfg: dict) -> list[str]:
-    return [f"{RESULTS}/{family}/corpus/corpus.json" for family in cfg["families"]]
+    return [f"{RESULTS}/{family}/corpus/corpus.json" for family in family_names(cfg, "pretrain")]
 
 
 def max_budget_tokens(cfg: dict, family: str) -> int:

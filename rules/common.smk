@@ -22,12 +22,33 @@ def task_test_files(wildcards):
     }
 
 
+def base_record(wildcards):
+    """A base checkpoint's record, written with its weights (pre-trained or downloaded)."""
+    return W.model_record(wildcards.family, wildcards.ckpt, "base")
+
+
+def checkpoint_pin(wildcards):
+    return W.checkpoint_pin(config, wildcards.family, wildcards.ckpt)
+
+
 def model_files(wildcards):
-    """What an evaluation reads: the weights (base or fine-tuned) and their record."""
-    path = W.model_dir(wildcards.family, wildcards.ckpt, wildcards.model)
-    weights = f"{path}/model.safetensors" if wildcards.model == "base" else path
+    """What an evaluation reads: the record written with the weights (base or fine-tuned),
+    and a fine-tuned model's weights directory (temp(), so it must be an input)."""
     record = W.model_record(wildcards.family, wildcards.ckpt, wildcards.model)
-    return {"weights": weights, "record": record}
+    if wildcards.model == "base":
+        return {"record": record}
+    return {
+        "weights": W.model_dir(wildcards.family, wildcards.ckpt, wildcards.model),
+        "record": record,
+    }
+
+
+def tokenizer_file(wildcards):
+    """A file written with the family's tokenizer (its directory is the tokenizer's)."""
+    path = W.tokenizer_dir(config, wildcards.family)
+    if family_cfg(wildcards)["source"] == "hub":
+        return f"{path}/provenance.json"
+    return f"{path}/tokenizer.json"
 
 
 def model_dir(wildcards):

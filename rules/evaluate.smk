@@ -23,7 +23,7 @@ rule retention_stream:
     """The retention documents tokenised with a family's tokenizer (offline)."""
     input:
         prefetch=W.RETENTION_PREFETCH,
-        tokenizer=lambda w: f"{corpus_dir(w.family)}/tokenizer/tokenizer.json",
+        tokenizer=tokenizer_file,
     output:
         stream=f"{W.RESULTS}/{{family}}/retention/heldout.npy",
         meta=f"{W.RESULTS}/{{family}}/retention/retention.json",
@@ -92,6 +92,7 @@ rule evaluate:
         datasets=lambda w: overtrained.lm_eval_index.datasets_of_suite(config, w.suite),
         precision=config["evaluate"]["precision"],
         answer_patterns=lambda w: W.answer_patterns(config, w.suite),
+        checkpoint=checkpoint_pin,
         code=W.stage_code_hash("evaluate"),
     script:
         "../scripts/evaluate.py"
@@ -110,15 +111,18 @@ rule probes:
         "logs/probes/{family}/{ckpt}/{model}.benchmark.tsv"
     conda:
         "../envs/train.yaml"
-    threads: 1
+    threads: config["evaluate"]["resources"]["threads"]
     resources:
-        mem_mb=lambda wildcards, attempt: 2000 * attempt,
-        runtime=30,
+        mem_mb=lambda wildcards, attempt: config["evaluate"]["resources"]["mem_mb"]
+        * attempt,
+        runtime=config["evaluate"]["resources"]["runtime"],
+        gpu=config["evaluate"]["resources"]["gpus"],
     params:
         model_dir=model_dir,
         task_test_files=task_test_files,
         retention_tokens=config["evaluate"]["retention_tokens"],
         max_length=config["finetune"]["max_length"],
+        checkpoint=checkpoint_pin,
         code=W.stage_code_hash("probes"),
     script:
         "../scripts/probes.py"
@@ -126,7 +130,7 @@ rule probes:
 
 rule sensitivity:
     input:
-        model=rules.pretrain.output.model,
+        record=base_record,
         heldout=heldout_stream,
     output:
         f"{W.RESULTS}/{{family}}/{{ckpt}}/sensitivity.json",
@@ -136,13 +140,16 @@ rule sensitivity:
         "logs/sensitivity/{family}/{ckpt}.benchmark.tsv"
     conda:
         "../envs/train.yaml"
-    threads: 1
+    threads: config["evaluate"]["resources"]["threads"]
     resources:
-        mem_mb=lambda wildcards, attempt: 2000 * attempt,
-        runtime=30,
+        mem_mb=lambda wildcards, attempt: config["evaluate"]["resources"]["mem_mb"]
+        * attempt,
+        runtime=config["evaluate"]["resources"]["runtime"],
+        gpu=config["evaluate"]["resources"]["gpus"],
     params:
         sensitivity=config["sensitivity"],
         retention_tokens=config["evaluate"]["retention_tokens"],
+        checkpoint=checkpoint_pin,
         code=W.stage_code_hash("sensitivity"),
     script:
         "../scripts/sensitivity.py"
@@ -172,6 +179,7 @@ rule judge:
         task=lambda w: W.parse_ft_model(w.model)[0],
         # not `tasks`: judging another task must not re-run this model's judging
         judge={k: v for k, v in config["evaluate"]["judge"].items() if k != "tasks"},
+        checkpoint=checkpoint_pin,
         code=W.stage_code_hash("judge"),
     script:
         "../scripts/judge.py"

@@ -54,6 +54,7 @@ rule task_data:
         "logs/task_data/{family}/{task}.log",
     wildcard_constraints:
         task=W.alternatives(W.generated_task_names(config)),
+        family=W.alternatives(W.family_names(config, "pretrain")),
     localrule: True
     conda:
         "../envs/train.yaml"
@@ -67,8 +68,7 @@ rule task_data:
 
 rule finetune:
     input:
-        base=rules.pretrain.output.model,
-        base_record=rules.pretrain.output.record,
+        base=base_record,
         train=lambda w: f"{W.task_dir(config, w.family, w.task)}/train.jsonl",
     output:
         model=ft_weights(
@@ -94,6 +94,7 @@ rule finetune:
         # CPU or GPU: with precision auto this is fp32 or bf16, which changes results.
         device="cuda" if config["finetune"]["gpus"] > 0 else "cpu",
         lr=lambda w: W.lr_value(config, w.task, w.lr),
+        checkpoint=checkpoint_pin,
         code=W.stage_code_hash("finetune"),
     script:
         "../scripts/finetune.py"

@@ -1,4 +1,5 @@
 # The `pretrain` checkpoint source: corpus -> (trunk) -> one checkpoint per budget and seed.
+# Every rule here is for pretrain families only (wildcard constraint).
 
 
 rule corpus:
@@ -11,6 +12,8 @@ rule corpus:
         "logs/corpus/{family}.log",
     benchmark:
         "logs/corpus/{family}.benchmark.tsv"
+    wildcard_constraints:
+        family=W.alternatives(W.family_names(config, "pretrain")),
     conda:
         "../envs/train.yaml"
     threads: 2
@@ -35,6 +38,8 @@ rule pretrain_trunk:
         "logs/pretrain_trunk/{family}-seed{seed}.log",
     benchmark:
         "logs/pretrain_trunk/{family}-seed{seed}.benchmark.tsv"
+    wildcard_constraints:
+        family=W.alternatives(W.family_names(config, "pretrain")),
     conda:
         "../envs/train.yaml"
     threads: 1
@@ -60,6 +65,8 @@ rule pretrain:
         "logs/pretrain/{family}/{ckpt}.log",
     benchmark:
         "logs/pretrain/{family}/{ckpt}.benchmark.tsv"
+    wildcard_constraints:
+        family=W.alternatives(W.family_names(config, "pretrain")),
     conda:
         "../envs/train.yaml"
     threads: 1

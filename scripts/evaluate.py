@@ -1,6 +1,6 @@
 """Rule `evaluate`: one lm-eval suite on one model (base or fine-tuned)."""
 
-from overtrained import evaluate, provenance
+from overtrained import evaluate, provenance, workflow
 from overtrained.entry import log_to, params_dict
 
 log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
@@ -19,4 +19,5 @@ evaluate.run(
     precision=smk.params.precision,
     answer_patterns=smk.params.answer_patterns,
     model_source={key: value for key, value in source.items() if value is not None},
+    loading=workflow.loading_options(smk.config, smk.wildcards.family),
 )

@@ -24,6 +24,7 @@ spec = {
     "params": params_dict(smk.params),
     "scratch_dir": workflow.scratch_dir(smk.config, smk.output.record),
     "threads": smk.threads,
+    "loading": workflow.loading_options(smk.config, smk.wildcards.family),
 }
 finetune.launch(spec, processes=max(settings["gpus"], 1))
 finetune.prune_empty_parents(spec["scratch_dir"], smk.config["finetune"]["scratch_dir"])

@@ -1,7 +1,7 @@
 """Rule `judge`: a fine-tuned model's answers to its task's held-out prompts, scored by the
 configured judge command."""
 
-from overtrained import judge, provenance
+from overtrained import judge, provenance, workflow
 from overtrained.entry import log_to, params_dict
 
 log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
@@ -14,4 +14,5 @@ judge.run(
     out_json=smk.output[0],
     params=params_dict(smk.params),
     status=provenance.read_json(smk.input.record).get("status", "ok"),
+    loading=workflow.loading_options(smk.config, smk.wildcards.family),
 )

@@ -1,6 +1,6 @@
 """Rule `probes`: pre-training loss (retention) and in-distribution losses of one model."""
 
-from overtrained import probes, provenance
+from overtrained import probes, provenance, workflow
 from overtrained.config import parse_tokens
 from overtrained.entry import log_to, params_dict
 
@@ -16,4 +16,5 @@ probes.run(
     out_json=smk.output[0],
     params=params_dict(smk.params),
     status=record.get("status", "ok"),
+    loading=workflow.probe_loading(smk.config, smk.wildcards.family),
 )

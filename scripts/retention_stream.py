@@ -2,13 +2,16 @@
 
 from pathlib import Path
 
-from overtrained import provenance, retention
+from overtrained import provenance, retention, workflow
 from overtrained.entry import log_to, params_dict
 
 log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
 smk = snakemake  # noqa: F821
 docs = retention.documents(smk.params.dataset, smk.params.documents, offline=True)
-stream = retention.write_stream(docs, Path(smk.input.tokenizer).parent, smk.output.stream)
+loading = workflow.loading_options(smk.config, smk.wildcards.family)
+stream = retention.write_stream(
+    docs, Path(smk.input.tokenizer).parent, smk.output.stream, loading["trust_remote_code"]
+)
 provenance.write_json(
     smk.output.meta,
     {

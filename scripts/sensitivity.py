@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from overtrained import sensitivity
+from overtrained import sensitivity, workflow
 from overtrained.config import parse_tokens
 from overtrained.entry import log_to, params_dict
 
@@ -10,11 +10,12 @@ log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
 smk = snakemake  # noqa: F821
 cfg = smk.params.sensitivity
 sensitivity.run(
-    model_dir=Path(smk.input.model).parent,
+    model_dir=Path(smk.input.record).parent,  # the base checkpoint's directory
     heldout_stream=smk.input.heldout,
     gammas={scaling: grid for scaling, grid in cfg["gammas"].items() if grid},
     seeds=cfg["seeds"],
     retention_tokens=parse_tokens(smk.params.retention_tokens),
     out_json=smk.output[0],
     params=params_dict(smk.params),
+    loading=workflow.probe_loading(smk.config, smk.wildcards.family),
 )

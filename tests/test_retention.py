@@ -1,12 +1,13 @@
 """Retention text from a dataset: documents -> a held-out stream the probes read as usual."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from overtrained import dataset_tasks, probes, retention
+from overtrained import dataset_tasks, probes, provenance, retention
 from overtrained.model import load_checkpoint
 from tests.test_probes import hand_mean_nll
 
@@ -51,3 +52,45 @@ def test_retention_probe_on_text_equals_a_hand_computation(checkpoint_dir, tmp_p
     expected, expected_n = hand_mean_nll(model, windows)
     assert n == expected_n == 4 * seq_len
     assert value == pytest.approx(expected, rel=1e-6)
+
+
+def test_stream_of_the_corpus_tokenizer_is_unchanged(corpus_dir, tmp_path):
+    """The miniature's corpus tokenizer directory (no config.json): the same ids as the raw
+    tokenizers library gave before streams were tokenised through transformers."""
+    tokenizer = Tokenizer.from_file(str(corpus_dir / "tokenizer" / "tokenizer.json"))
+    meta = retention.write_stream(TEXTS, corpus_dir / "tokenizer", tmp_path / "heldout.npy")
+    expected = []
+    for encoding in tokenizer.encode_batch(TEXTS, add_special_tokens=False):
+        expected += [*encoding.ids, tokenizer.token_to_id("<|endoftext|>")]
+    stream = np.load(tmp_path / "heldout.npy")
+    assert stream.dtype == np.uint16 and stream.tolist() == expected
+    assert meta == {
+        "documents": len(TEXTS),
+        "tokens": len(expected),
+        "sha256": provenance.sha256_file(tmp_path / "heldout.npy"),
+    }
+
+
+def test_stream_of_a_sentencepiece_only_model_dir(tmp_path):
+    from tests.test_loading import sentencepiece_tokenizer_dir
+
+    model_dir, sp = sentencepiece_tokenizer_dir(tmp_path / "amber", TEXTS)
+    retention.write_stream(TEXTS[:4], model_dir, tmp_path / "heldout.npy")
+    expected = [i for text in TEXTS[:4] for i in [*sp.encode(text), sp.eos_id()]]
+    assert np.load(tmp_path / "heldout.npy").tolist() == expected
+
+
+@pytest.mark.parametrize("eos", [None, "<nope>"])
+def test_stream_needs_an_eos_token_in_the_vocabulary(corpus_dir, tmp_path, eos):
+    from overtrained.loading import LoadingError
+
+    tokenizer_dir = tmp_path / "tok"
+    shutil.copytree(corpus_dir / "tokenizer", tokenizer_dir)
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        config = json.loads((tokenizer_dir / name).read_text())
+        config.pop("eos_token")
+        if eos:
+            config["eos_token"] = eos
+        (tokenizer_dir / name).write_text(json.dumps(config))
+    with pytest.raises(LoadingError, match="not in the vocabulary"):
+        retention.write_stream(TEXTS[:2], tokenizer_dir, tmp_path / "heldout.npy")

@@ -31,13 +31,16 @@ def copy_repo(dest: Path) -> Path:
     return dest
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900):
+def snakemake(
+    workdir: Path, *args: str, check: bool = True, timeout: int = 900, env: dict | None = None
+):
     result = subprocess.run(
         [*SNAKEMAKE, "--directory", str(workdir), *args],
         cwd=workdir,
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=env,
     )
     if check and result.returncode != 0:
         raise AssertionError(
@@ -49,9 +52,9 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900)
 _JOB = re.compile(r"^(?:local)?rule (\w+):\n(?:.*\n)*?    output: (.*)$", re.MULTILINE)
 
 
-def dry_run_jobs(workdir: Path, *args: str) -> list[tuple[str, str]]:
+def dry_run_jobs(workdir: Path, *args: str, env: dict | None = None) -> list[tuple[str, str]]:
     """(rule, outputs) of every job a dry-run would execute."""
-    result = snakemake(workdir, "-n", *args)
+    result = snakemake(workdir, "-n", *args, env=env)
     text = result.stdout + result.stderr
     if "Nothing to be done" in text:
         return []

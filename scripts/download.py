@@ -1,0 +1,37 @@
+"""Rules `download` / `download_tokenizer`: one hub checkpoint (or a family's tokenizer) at
+its pinned commit, verified, linked next to its provenance record."""
+
+import time
+from pathlib import Path
+
+from overtrained import hub_download, provenance
+from overtrained.entry import log_to, params_dict
+
+log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
+smk = snakemake  # noqa: F821
+params = params_dict(smk.params)
+spec = params["download"]  # overtrained.workflow.download_params
+started, t0 = provenance.now(), time.perf_counter()
+result = hub_download.download(
+    repo=spec["repo"],
+    revision=spec["revision"],
+    sha=spec["sha"],
+    dest_dir=Path(smk.output.record).parent,
+    allow_patterns=list(spec["allow_patterns"]),
+    allow_pickle=spec["allow_pickle"],
+    require_weights=spec["require_weights"],
+)
+provenance.write_json(
+    smk.output.record,
+    provenance.record(
+        "download",
+        params,
+        started,
+        time.perf_counter() - t0,
+        **result,
+        budget=spec["budget"],
+        tokens=spec["tokens"],
+        seed=None,
+        family_source="hub",
+    ),
+)
