@@ -334,9 +334,10 @@ def test_the_rule_script_records_provenance_without_the_token(tmp_path):
                 "sha": sha,
                 "allow_patterns": PATTERNS,
                 "allow_pickle": False,
+                "require_weights": True,
+                "budget": "4B",
+                "tokens": 4_000_000_000,
             },
-            "budget": "4B",
-            "tokens": 4_000_000_000,
             "code": "abc",
         }
         code = f"""

@@ -175,3 +175,29 @@ def test_user_mistakes_stop_the_plan_with_one_line(hub, tmp_path, change, messag
     errors = [line for line in result.stderr.splitlines() if line.startswith("Config error")]
     assert len(errors) == 1 and errors[0].startswith(message), result.stderr[-2000:]
     assert not (tmp_path / "results").exists() and not (tmp_path / "pins").exists()
+
+
+def test_the_first_plan_pins_by_itself(hub, tmp_path):
+    """Without `overtrained pin`, the first `snakemake -n` resolves and writes the manifest
+    (saying what it pinned); the next plan reads it and prints nothing about pins."""
+    args = ["-n", "--snakefile", str(REPO / "Snakefile"), "--configfile"]
+    args += [str(REPO / "presets/amber-7b.yaml"), "--directory", str(tmp_path)]
+
+    def plan(**extra):
+        return subprocess.run(
+            [sys.executable, "-m", "snakemake", *args],
+            cwd=tmp_path,
+            env=env(**extra),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    first = plan(HF_ENDPOINT=hub.endpoint)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "families.amber-7b: pinned 120B -> ckpt_033 (119B tokens, -0.8%)" in first.stderr
+    manifest = json.loads((tmp_path / "pins/amber-7b.json").read_text())
+    assert [e["revision"] for e in manifest["checkpoints"]][-1] == "ckpt_358"
+    again = plan(HF_HUB_OFFLINE="1", HF_ENDPOINT="http://127.0.0.1:9")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "pinned" not in again.stderr
