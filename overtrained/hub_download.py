@@ -449,20 +449,18 @@ def _refetch(repo: str, sha: str, name: str, snapshot: Path, cache_dir, retry: _
 
 
 def _link(snapshot: Path, names: list[str], dest: Path) -> None:
-    """dest/<name> -> snapshot/<name> (absolute) for each file, after removing what an
-    earlier download left there (but the provenance record)."""
+    """dest/<name> -> snapshot/<name> (absolute) for each file, after removing the links an
+    earlier download left there. Only links go: the base model's evaluations live in
+    dest/eval/ and are never touched."""
     dest.mkdir(parents=True, exist_ok=True)
     for root, dirs, files in os.walk(dest, topdown=False):
         here = Path(root)
-        for name in files:
-            if here == dest and name == KEEP:
-                continue
-            (here / name).unlink()
+        for name in [*files, *dirs]:
+            if (here / name).is_symlink():
+                (here / name).unlink()
         for name in dirs:
             sub = here / name
-            if sub.is_symlink():
-                sub.unlink()
-            elif not any(sub.iterdir()):
+            if sub.is_dir() and not sub.is_symlink() and not any(sub.iterdir()):
                 sub.rmdir()
     for name in names:
         if name == KEEP:

@@ -128,6 +128,8 @@ def test_the_pinned_commit_is_downloaded_verified_and_linked_though_the_branch_m
         (dest / "old").mkdir(parents=True)
         (dest / "old" / "shard.safetensors").symlink_to(tmp_path / "gone")  # stale, dangling
         (dest / "provenance.json").write_text("{}")  # the record: kept
+        (dest / "eval").mkdir()
+        (dest / "eval" / "probes.json").write_text('{"kept": true}')  # a result: kept
         load = (
             "import transformers; "
             f"m = transformers.AutoModelForCausalLM.from_pretrained({str(dest)!r}); "
@@ -153,8 +155,9 @@ def test_the_pinned_commit_is_downloaded_verified_and_linked_though_the_branch_m
     assert got["retries"] == 0 and got["refetched"] == []
     assert got["cache"].startswith(str(tmp_path / "home" / "hub"))
     assert got["cache"].endswith(pinned)
-    assert sorted(p.name for p in dest.iterdir()) == [*wanted[:3], "provenance.json", wanted[3]]
+    assert sorted(p.name for p in dest.iterdir()) == sorted([*wanted, "eval", "provenance.json"])
     assert (dest / "provenance.json").read_text() == "{}"
+    assert (dest / "eval" / "probes.json").read_text() == '{"kept": true}'
     assert resolves and all(f"/resolve/{pinned}/" in r for r in resolves)  # never the branch
     assert f"now points at {moved}, results stay pinned to {pinned}" in stderr
     assert out["param_sum"] == pytest.approx(param_sum)  # from_pretrained reads the links
