@@ -2,7 +2,7 @@
 
 overtrained validate [config.yaml]   # check a config the way the workflow will
 overtrained checkpoints REPO [--tokens 0.5T,1T]   # a repo's parsed checkpoint branches
-overtrained pin [config.yaml] [--repin]   # pin hub families' checkpoints to commit shas
+overtrained pin [config.yaml] [--repin [BRANCH ...]]   # pin hub checkpoints to commit shas
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ def pin(args: argparse.Namespace) -> int:
 
     try:
         cfg = config_module.load_file(args.config)
-        lines = pins.pin_config(cfg, repin=args.repin, check=True)
+        repin = False if args.repin is None else (set(args.repin) or True)
+        lines = pins.pin_config(cfg, repin=repin, check=True)
     except config_module.ConfigError as error:
         print(f"Config error: {error}", file=sys.stderr)
         return 2
@@ -102,9 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("config", nargs="?", default="config.yaml")
     p.add_argument(
         "--repin",
-        action="store_true",
-        help="move pins of branches that have moved (re-runs their jobs)",
+        nargs="*",
+        metavar="BRANCH",
+        help="move the pins of these moved branches (all moved ones if none are named); "
+        "re-runs their jobs",
     )
+
     p.set_defaults(func=pin)
     args = parser.parse_args(argv)
     return args.func(args)

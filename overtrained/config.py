@@ -138,6 +138,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
         unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
         known = ", ".join(sorted(error.schema.get("properties", {}))) or "none"
         key = _key_path([*path, unknown[0]]) if unknown else where
+        if path[:1] == ["families"] and "repo" in unknown and "budgets" in known:
+            return f"{key}: a family with a repo is a hub family: add `source: hub`"
         return f"{key}: unknown key (allowed here: {known}); check its spelling"
     schema_path = list(error.absolute_schema_path)
     if "propertyNames" in schema_path:
@@ -299,13 +301,20 @@ def _check_hub_families(cfg: dict) -> None:
             )
         if fam["tokens"] is not None:
             tokens = [parse_tokens(t) for t in fam["tokens"]]
+            if min(tokens) < 1:
+                raise ConfigError(f"{where}.tokens: a budget must be at least one token")
             if len(set(tokens)) != len(tokens):
                 raise ConfigError(f"{where}.tokens: two budgets are the same number of tokens")
-        if "{family}" not in fam["manifest"] and len(hub_families(cfg)) > 1:
-            raise ConfigError(
-                f"{where}.manifest: {fam['manifest']!r} would be shared by several hub families; "
-                "include {family} in the path"
-            )
+        manifest = Path(fam["manifest"].replace("{family}", name)).resolve()
+        for other, other_fam in hub_families(cfg).items():
+            if (
+                other != name
+                and Path(other_fam["manifest"].replace("{family}", other)).resolve() == manifest
+            ):
+                raise ConfigError(
+                    f"{where}.manifest: {fam['manifest']!r} is also families.{other}'s "
+                    "manifest; give each hub family its own (the default includes {family})"
+                )
         for task, spec in cfg["finetune"]["tasks"].items():
             if spec["kind"] != "dataset":
                 raise ConfigError(

@@ -27,7 +27,7 @@ AMBER_TOKENS_PER_CHECKPOINT = 3_500_000_000  # ours: the paper's "about 3.5B tok
 # A budget farther than this (relative) from every branch is an error, not a silent match.
 MAX_RELATIVE_DISTANCE = 0.25
 
-_SCHEMES = {
+SCHEMES = {
     "olmo": re.compile(r"^step(?P<step>\d+)-tokens(?P<tokens>\d+(?:\.\d+)?)B$"),
     "olmo2-stage1": re.compile(r"^stage1-step(?P<step>\d+)-tokens(?P<tokens>\d+(?:\.\d+)?)B$"),
     "amber": re.compile(r"^ckpt_(?P<step>\d+)$"),
@@ -47,7 +47,7 @@ class HubCheckpoint:
 
 def parse_branch(scheme: str, branch: str) -> HubCheckpoint | None:
     """The checkpoint a branch name stands for under `scheme` (None if it is not one)."""
-    match = _SCHEMES[scheme].match(branch)
+    match = SCHEMES[scheme].match(branch)
     if not match:
         return None
     step = int(match["step"])
@@ -60,12 +60,12 @@ def parse_branch(scheme: str, branch: str) -> HubCheckpoint | None:
 
 def detect_scheme(branches: list[str]) -> str:
     """The naming scheme most of a repository's branches follow."""
-    counts = {s: sum(parse_branch(s, b) is not None for b in branches) for s in _SCHEMES}
+    counts = {s: sum(parse_branch(s, b) is not None for b in branches) for s in SCHEMES}
     scheme = max(counts, key=counts.get)
     if counts[scheme] == 0:
         sample = ", ".join(sorted(branches)[:5])
         raise CheckpointError(
-            f"no branch follows a known checkpoint naming scheme ({', '.join(_SCHEMES)}); "
+            f"no branch follows a known checkpoint naming scheme ({', '.join(SCHEMES)}); "
             f"branches include: {sample}"
         )
     return scheme
@@ -144,7 +144,6 @@ def config_snippet(repo: str, resolutions: list[Resolution], family: str = "hub"
             f"#   {r.budget} -> {r.checkpoint.branch} "
             f"({format_tokens(r.checkpoint.tokens)}, {r.distance:+.1%})"
         )
-    lines.append(f"{family}:")
-    lines.append(f"  repo: {repo}")
-    lines.append(f"  revisions: [{', '.join(r.checkpoint.branch for r in resolutions)}]")
+    lines += ["families:", f"  {family}:", "    source: hub", f"    repo: {repo}"]
+    lines.append(f"    revisions: [{', '.join(r.checkpoint.branch for r in resolutions)}]")
     return "\n".join(lines)

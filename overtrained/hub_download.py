@@ -36,9 +36,11 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import json
 import logging
 import os
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -80,12 +82,12 @@ class _Retries:
             try:
                 return fn(*args, **kwargs)
             except Exception as err:
-                if not _transient(err):
+                if not transient_error(err):
                     raise
                 if self.used >= self.allowed:
                     raise DownloadError(
                         f"{what}: the Hub could not be reached after {self.used} retries "
-                        f"({type(err).__name__}: {_one_line(err)}); check the network and run "
+                        f"({type(err).__name__}: {one_line(err)}); check the network and run "
                         "again (files already downloaded stay in the cache)"
                     ) from err
                 self.used += 1
@@ -94,7 +96,7 @@ class _Retries:
                     "%s: %s: %s; retry %d of %d in %.0f s",
                     what,
                     type(err).__name__,
-                    _one_line(err),
+                    one_line(err),
                     self.used,
                     self.allowed,
                     delay,
@@ -102,11 +104,11 @@ class _Retries:
                 time.sleep(delay)
 
 
-def _one_line(err: BaseException) -> str:
+def one_line(err: BaseException) -> str:
     return " ".join(str(err).split())[:300]
 
 
-def _transient(err: BaseException) -> bool:
+def transient_error(err: BaseException) -> bool:
     """A failure another try may not meet: the network, a Hub outage, a short body."""
     import httpx2
     from huggingface_hub.errors import (
@@ -143,6 +145,7 @@ def download(
     retries: int = 3,
     cache_dir: str | Path | None = None,
     require_weights: bool = True,
+    trust_remote_code: bool = False,
 ) -> dict:
     """Download `repo` at commit `sha` (pinned from branch `revision`), verify it, link the
     files into `dest_dir`; return what provenance records (no token ever).
@@ -150,7 +153,9 @@ def download(
     `retries`: transient failures (network, Hub 5xx) retried, in all, across the metadata
     call, the download and any refetch. `cache_dir`: the hub cache folder (for tests; by
     default huggingface_hub's, from HF_HUB_CACHE or HF_HOME). `require_weights`: False for a
-    tokenizer-only download."""
+    tokenizer-only download. Unless `trust_remote_code`, a config that needs the repository's
+    own code is refused before any weights move (here, on the login node, not on every GPU
+    job that would load it)."""
     from huggingface_hub import constants
 
     if not _SHA.match(sha or ""):
@@ -167,6 +172,9 @@ def download(
     retry = _Retries(retries)
     siblings = _files_metadata(repo, revision, sha, retry)
     wanted = _select(repo, sha, list(siblings), allow_patterns, allow_pickle, require_weights)
+    if require_weights and not trust_remote_code and "config.json" in wanted:
+        _check_config(repo, sha, cache_dir, retry)
+    _check_space(repo, sha, wanted, siblings, cache_dir)
     snapshot = Path(_snapshot(repo, sha, wanted, cache_dir, retry))
     files, refetched = [], []
     for name in wanted:
@@ -185,6 +193,8 @@ def download(
                     "run again later or check the network path (a proxy rewriting content?)"
                 )
         files.append({"name": name, "size": verified[0], "sha256": verified[1]})
+    if require_weights and not trust_remote_code and "config.json" in wanted:
+        _refuse_remote_code(repo, sha, snapshot / "config.json", verified=True)
     _link(snapshot, wanted, Path(dest_dir))
     branch_head = _branch_head(repo, revision, sha)
     log.info(
@@ -281,7 +291,7 @@ def _branch_head(repo: str, revision: str | None, sha: str) -> str | None:
     try:
         head = _branch_heads(repo).get(revision)
     except Exception as err:  # reporting only: the download is pinned by sha regardless
-        log.warning("%s: could not look up branch %r (%s)", repo, revision, _one_line(err))
+        log.warning("%s: could not look up branch %r (%s)", repo, revision, one_line(err))
         return None
     if head is None:
         log.warning(
@@ -361,6 +371,55 @@ def _select(
 def _exact(name: str) -> str:
     """An fnmatch pattern matching exactly `name`."""
     return re.sub(r"([\[*?])", r"[\1]", name)
+
+
+def _check_config(repo: str, sha: str, cache_dir, retry: _Retries) -> None:
+    """Fetch config.json alone first, so a repository needing remote code costs no weights."""
+    from huggingface_hub import hf_hub_download
+
+    path = retry.call(
+        f"{repo}: config.json at {sha}",
+        hf_hub_download,
+        repo_id=repo,
+        filename="config.json",
+        revision=sha,
+        cache_dir=cache_dir,
+    )
+    _refuse_remote_code(repo, sha, Path(path), verified=False)
+
+
+def _refuse_remote_code(repo: str, sha: str, path: Path, verified: bool) -> None:
+    from overtrained.loading import LoadingError, refuse_remote_code
+
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        if not verified:
+            return  # corrupt in transit: verification refetches it, then this runs again
+        raise DownloadError(f"{repo}: config.json at {sha} is not JSON") from None
+    try:
+        # an unknown model_type needs remote code too; a config without one is left to loading
+        where = Path(f"{repo}@{sha[:12]}/config.json")
+        refuse_remote_code(where, config, check_type=bool(config.get("model_type")))
+    except LoadingError as err:
+        raise DownloadError(str(err)) from None
+
+
+def _check_space(repo: str, sha: str, names: list[str], siblings: dict, cache_dir) -> None:
+    """Refuse a download that cannot fit, before it fills the shared cache."""
+    from huggingface_hub import constants
+
+    root = Path(cache_dir or constants.HF_HUB_CACHE)
+    snapshot = root / f"models--{repo.replace('/', '--')}" / "snapshots" / sha
+    needed = sum(siblings[n].size or 0 for n in names if not (snapshot / n).exists())
+    probe = root if root.exists() else next(p for p in root.parents if p.exists())
+    free = shutil.disk_usage(probe).free
+    if needed > free:
+        raise DownloadError(
+            f"{repo}: {sha} needs {needed / 1e9:.1f} GB more in the Hugging Face cache "
+            f"({root}), which has {free / 1e9:.1f} GB free; free space or point HF_HOME at a "
+            "larger shared filesystem"
+        )
 
 
 def _snapshot(repo: str, sha: str, names: list[str], cache_dir, retry: _Retries) -> str:

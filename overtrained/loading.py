@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 from overtrained import provenance
@@ -33,7 +34,23 @@ class LoadingError(ValueError):
     """A model directory that cannot or may not be loaded; the message says what to do."""
 
 
+def check_links(model_dir: str | Path) -> None:
+    """A hub checkpoint's files are links into the Hugging Face cache of the machine that
+    downloaded them; on a node that does not see that cache they dangle."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        return
+    for path in sorted(model_dir.iterdir()):
+        if path.is_symlink() and not path.exists():
+            raise LoadingError(
+                f"{path} links to {os.readlink(path)}, which this machine does not see: put "
+                "HF_HOME on a filesystem shared by the login node (where `download` ran) and "
+                "the compute nodes, or re-run the download here"
+            )
+
+
 def read_config(model_dir: str | Path) -> dict:
+    check_links(model_dir)
     path = Path(model_dir) / "config.json"
     if not path.is_file():
         raise LoadingError(f"no config.json in {model_dir}: not a model directory, or incomplete")
@@ -82,7 +99,7 @@ def _known_model_type(model_type: str | None) -> bool:
     return model_type in CONFIG_MAPPING_NAMES
 
 
-def _refuse_remote_code(path: Path, config: dict, check_type: bool) -> None:
+def refuse_remote_code(path: Path, config: dict, check_type: bool) -> None:
     if config.get("auto_map"):
         raise LoadingError(
             f"{path} maps to code in the model's repository (auto_map: "
@@ -114,7 +131,7 @@ def check_loadable(
             "weights_only=True), or convert them to safetensors"
         )
     if not trust_remote_code:
-        _refuse_remote_code(model_dir / "config.json", config, check_type=True)
+        refuse_remote_code(model_dir / "config.json", config, check_type=True)
     return files
 
 
@@ -159,11 +176,12 @@ def load_tokenizer(model_dir: str | Path, trust_remote_code: bool = False):
     """The directory's tokenizer through `AutoTokenizer` (tokenizer.json, or a sentencepiece
     tokenizer.model converted to a fast tokenizer)."""
     model_dir = Path(model_dir)
+    check_links(model_dir)
     if not trust_remote_code:
         for name in ("tokenizer_config.json", "config.json"):
             if (model_dir / name).is_file():
                 config = json.loads((model_dir / name).read_text(encoding="utf-8"))
-                _refuse_remote_code(model_dir / name, config, check_type=False)
+                refuse_remote_code(model_dir / name, config, check_type=False)
     if not (model_dir / "tokenizer.json").is_file() and (model_dir / "tokenizer.model").is_file():
         missing = _missing_modules(SENTENCEPIECE_PACKAGES)
         if missing:

@@ -19,7 +19,8 @@ download rules, so re-pinning makes exactly the dependent jobs stale.
 from __future__ import annotations
 
 import json
-import os
+import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,10 @@ def manifest_path(name: str, fam: dict) -> Path:
     return Path(fam["manifest"].replace("{family}", name))
 
 
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+_ENTRY_KEYS = ("request", "revision", "step", "tokens", "sha")
+
+
 def read_manifest(path: Path) -> dict | None:
     if not path.is_file():
         return None
@@ -52,7 +57,35 @@ def read_manifest(path: Path) -> dict | None:
         raise ConfigError(
             f"{path}: not valid JSON ({err}); fix it or delete it to re-pin"
         ) from None
+    _check_manifest(path, manifest)
     return manifest
+
+
+def _check_manifest(path: Path, manifest) -> None:
+    """A manifest edited by hand must still say what a pin says: a 40-hex commit per entry,
+    and a branch whose name gives the recorded step and tokens."""
+
+    def bad(what: str):
+        return ConfigError(f"{path}: {what}; fix it, or delete the file to pin afresh")
+
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("checkpoints"), list):
+        raise bad("not a manifest (an object with a `checkpoints` list)")
+    scheme = manifest.get("scheme")
+    for i, entry in enumerate(manifest["checkpoints"]):
+        missing = [k for k in _ENTRY_KEYS if not isinstance(entry, dict) or k not in entry]
+        if missing:
+            raise bad(f"checkpoints[{i}] lacks {', '.join(missing)}")
+        if not _SHA.match(str(entry["sha"])):
+            raise bad(f"checkpoints[{i}].sha {entry['sha']!r} is not a 40-hex commit sha")
+        parsed = hub.parse_branch(scheme, entry["revision"]) if scheme in hub.SCHEMES else None
+        if parsed is None or (parsed.step, parsed.tokens) != (entry["step"], entry["tokens"]):
+            raise bad(
+                f"checkpoints[{i}]: branch {entry['revision']!r} does not give step "
+                f"{entry['step']} and {entry['tokens']} tokens under scheme {scheme!r}"
+            )
+    tokenizer = manifest.get("tokenizer")
+    if tokenizer is not None and not _SHA.match(str(tokenizer.get("sha"))):
+        raise bad(f"tokenizer.sha {tokenizer.get('sha')!r} is not a 40-hex commit sha")
 
 
 def write_manifest(path: Path, manifest: dict) -> None:
@@ -66,29 +99,49 @@ class HubOffline(hub.CheckpointError):
     """The branches are needed but HF_HUB_OFFLINE forbids asking the Hub."""
 
 
+LIST_ATTEMPTS = 3  # the branch listing is retried on connection errors and 5xx answers
+
+
 def list_refs(repo: str) -> dict[str, str]:
     """Branch name -> commit sha, from the Hub (or HF_ENDPOINT)."""
-    if _offline():
-        raise HubOffline(f"{repo}: HF_HUB_OFFLINE is set")
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import RepositoryNotFoundError
+    import httpx2
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
-    try:
-        refs = HfApi().list_repo_refs(repo)
-    except RepositoryNotFoundError:
-        raise hub.CheckpointError(
-            f"no model repository {repo!r} on the Hub (check the owner/name spelling, and "
-            "HF_TOKEN for a gated or private one)"
-        ) from None
-    return {ref.name: ref.target_commit for ref in refs.branches}
+    from overtrained.hub_download import one_line, transient_error
 
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    if constants.is_offline_mode():  # HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set
+        raise HubOffline(f"{repo}: offline mode is set")
+    for attempt in range(1, LIST_ATTEMPTS + 1):
+        try:
+            refs = HfApi().list_repo_refs(repo)
+            return {ref.name: ref.target_commit for ref in refs.branches}
+        except RepositoryNotFoundError:
+            raise hub.CheckpointError(
+                f"no model repository {repo!r} on the Hub (check the owner/name spelling, and "
+                "HF_TOKEN for a gated or private one)"
+            ) from None
+        except (HfHubHTTPError, httpx2.HTTPError, OSError) as err:
+            if not transient_error(err) or attempt == LIST_ATTEMPTS:
+                raise hub.CheckpointError(
+                    f"could not list the branches of {repo!r} ({one_line(err)}); check the "
+                    "network or HF_ENDPOINT, or run where the Hub is reachable"
+                ) from None
+            time.sleep(2**attempt)
+    raise AssertionError("unreachable")
 
 
 def _requests(fam: dict) -> list[str]:
     return list(fam["tokens"]) if fam["tokens"] is not None else list(fam["revisions"])
+
+
+def _budget_key(request: str) -> str:
+    """One spelling per token count; requests that are not budgets (revisions pinned while
+    the family asked for branch names) keep their own."""
+    try:
+        return format_tokens(parse_tokens(request))
+    except (ValueError, KeyError):
+        return f"revision:{request}"
 
 
 def _resolve_missing(name: str, fam: dict, missing: list[str], refs: dict, scheme: str | None):
@@ -128,12 +181,11 @@ def _entry(request: str, ckpt: hub.HubCheckpoint, refs: dict, resolution) -> dic
     }
 
 
-def pin_family(
-    name: str, fam: dict, repin: bool = False, check: bool = False, refs_of=list_refs
-) -> tuple:
+def pin_family(name: str, fam: dict, repin=False, check: bool = False, refs_of=list_refs) -> tuple:
     """(checkpoint entries in token order, tokenizer entry, PinReport) for one hub family,
     reading the manifest and resolving only what it lacks. `check` lists the branches even
-    when nothing is missing, to report moved ones; `repin` also moves their pins."""
+    when nothing is missing, to report moved ones; `repin` also moves their pins: True for
+    every moved branch, or a collection of branch names for those only."""
     from overtrained import provenance
 
     path = manifest_path(name, fam)
@@ -146,7 +198,7 @@ def pin_family(
             "the new repository"
         )
     wanted = _requests(fam)
-    key = (lambda r: format_tokens(parse_tokens(r))) if fam["tokens"] is not None else str
+    key = _budget_key if fam["tokens"] is not None else str
     pinned = {key(e["request"]): e for e in manifest["checkpoints"]}
     missing = [r for r in wanted if key(r) not in pinned]
     tokenizer = manifest.get("tokenizer")
@@ -158,6 +210,11 @@ def pin_family(
         try:
             refs = refs_of(fam["repo"])
         except HubOffline:
+            if not (missing or tokenizer is None):
+                raise ConfigError(
+                    f"{where}: checking the pins in {path} against the Hub needs it, but "
+                    "offline mode (HF_HUB_OFFLINE) is set; run where the Hub is reachable"
+                ) from None
             raise ConfigError(
                 f"{where}: {path} has no pin for {', '.join(missing) or 'the tokenizer'} and "
                 "HF_HUB_OFFLINE is set; run `overtrained pin` where the Hub is reachable, or "
@@ -184,9 +241,15 @@ def pin_family(
             tokenizer = {"revision": revision, "sha": refs[revision], "pinned": provenance.now()}
         for entry in [*pinned.values(), tokenizer]:
             head = refs.get(entry["revision"])
-            if head is None or head == entry["sha"]:
+            if head is None:
+                report.moved.append(
+                    f"{where}: branch {entry['revision']} is gone from the repository; results "
+                    f"stay pinned to {entry['sha'][:12]} (downloads of it may now fail)"
+                )
                 continue
-            if repin:
+            if head == entry["sha"]:
+                continue
+            if repin is True or (repin and entry["revision"] in repin):
                 report.repinned.append(
                     f"{where}: re-pinned {entry['revision']} {entry['sha'][:12]} -> {head[:12]}"
                 )

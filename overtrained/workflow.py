@@ -47,7 +47,6 @@ STAGE_CODE = {
     "aggregate": ("tables.py",),
     "figures": ("figures.py",),
     "judge": ("judge.py", "loading.py"),
-    "download": ("hub_download.py",),
 }
 
 
@@ -120,8 +119,8 @@ def download_params(cfg: dict, family: str, ckpt: str | None = None) -> dict:
     fam = cfg["families"][family]
     pin = fam["tokenizer_pin"] if ckpt is None else hub_pin(cfg, family, ckpt)
     patterns = list(fam["allow_patterns"])
-    if ckpt is None:
-        patterns = [p for p in patterns if p in TOKENIZER_PATTERNS]
+    if ckpt is None:  # the family's patterns less the weights
+        patterns = [p for p in patterns if "safetensors" not in p and not p.endswith(".bin")]
     elif fam["allow_pickle"]:
         patterns += PICKLE_PATTERNS
     return {
@@ -130,21 +129,13 @@ def download_params(cfg: dict, family: str, ckpt: str | None = None) -> dict:
         "sha": pin["sha"],
         "allow_patterns": patterns,
         "allow_pickle": fam["allow_pickle"],
+        "trust_remote_code": fam["trust_remote_code"],
         "require_weights": ckpt is not None,
         "tokens": pin.get("tokens"),
         "budget": format_tokens(pin["tokens"]) if ckpt is not None else None,
     }
 
 
-# The files a tokenizer-only download keeps (config.json: AutoTokenizer reads the model type).
-TOKENIZER_PATTERNS = (
-    "config.json",
-    "tokenizer*",
-    "special_tokens_map.json",
-    "vocab.json",
-    "merges.txt",
-    "*.model",
-)
 PICKLE_PATTERNS = ["pytorch_model*.bin", "pytorch_model.bin.index.json"]
 
 

@@ -20,6 +20,7 @@ result = hub_download.download(
     allow_patterns=list(spec["allow_patterns"]),
     allow_pickle=spec["allow_pickle"],
     require_weights=spec["require_weights"],
+    trust_remote_code=spec["trust_remote_code"],
 )
 provenance.write_json(
     smk.output.record,

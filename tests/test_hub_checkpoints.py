@@ -8,8 +8,9 @@ rounding of token suffixes, a gap in OLMo-1B's history, Amber's `main`.
 import json
 
 import pytest
+import yaml
 
-from overtrained import cli
+from overtrained import cli, config
 from overtrained import hub_checkpoints as hub
 
 OLMO = [
@@ -73,5 +74,17 @@ def test_cli_lists_checkpoints_and_prints_a_snippet(tmp_path, capsys):
     assert code == 0
     assert "LLM360/Amber: 359 checkpoint branches of 360" in out
     assert "revisions: [ckpt_142, ckpt_285]" in out
+    # the snippet is a valid family, pasted as it is
+    snippet = yaml.safe_load(out[out.index("families:") :])
+    config.load(
+        {
+            **snippet,
+            "finetune": {
+                "tasks": {"hh": {"kind": "dataset", "dataset": "anthropic_hh", "n_train": 10}},
+                "lrs": {"hh": [1.0e-5]},
+            },
+            "evaluate": {"suites": {}, "retention_text": "c4_validation"},
+        }
+    )
     code = cli.main(["checkpoints", "LLM360/Amber", "--branches", str(recorded), "--tokens", "5T"])
     assert code == 2 and "spans 3.5B to 1256.5B" in capsys.readouterr().err

@@ -49,11 +49,14 @@ def small_model(seed: int = 0) -> dict[str, bytes]:
     }
 
 
-def run_downloads(hub, tmp_path, cases: dict, after: str = "") -> tuple[dict, str]:
+def run_downloads(
+    hub, tmp_path, cases: dict, after: str = "", before: str = ""
+) -> tuple[dict, str]:
     """Run download(**kwargs) for each case in one fresh process; each result or error."""
     code = f"""
 import json, logging
 logging.basicConfig(level=logging.INFO)
+{before}
 from overtrained import hub_download
 hub_download.BACKOFF_SECONDS = 0
 out = {{}}
@@ -337,6 +340,7 @@ def test_the_rule_script_records_provenance_without_the_token(tmp_path):
                 "sha": sha,
                 "allow_patterns": PATTERNS,
                 "allow_pickle": False,
+                "trust_remote_code": False,
                 "require_weights": True,
                 "budget": "4B",
                 "tokens": 4_000_000_000,
@@ -378,3 +382,38 @@ runpy.run_path("scripts/download.py", init_globals={{"snakemake": smk}})
     }
     assert (record.parent / "model.safetensors").read_bytes() == files["model.safetensors"]
     assert "SecretSecret" not in record.read_text()
+    assert "SecretSecret" not in (tmp_path / "download.log").read_text()
+
+
+def test_remote_code_and_a_full_disk_are_refused_before_the_weights_move(tmp_path):
+    """On the login node, once: not on every GPU job that would load the checkpoint."""
+    files = small_model()
+    remote = {**files, "config.json": json.dumps({"auto_map": {"AutoModel": "m.M"}}).encode()}
+    with StandInHub() as hub:
+        sha = hub.repo("model", "acme/remote").add_commit(remote)
+        ok = hub.repo("model", "acme/fine").add_commit(files)
+        out, _ = run_downloads(
+            hub,
+            tmp_path,
+            {
+                "refused": case("acme/remote", sha, tmp_path / "a"),
+                "trusted": case("acme/remote", sha, tmp_path / "b", trust_remote_code=True),
+            },
+        )
+        remote_weight_gets = len(hub.gets("acme/remote", "model.safetensors"))
+        full, _ = run_downloads(
+            hub,
+            tmp_path,
+            {"full": case("acme/fine", ok, tmp_path / "c")},
+            before="import shutil, collections; shutil.disk_usage = lambda p: "
+            "collections.namedtuple('u', 'total used free')(10**6, 10**6 - 1000, 1000)",
+        )
+        full_weight_gets = hub.gets("acme/fine", "model.safetensors")
+    assert out["refused"]["error"].startswith(
+        f"acme/remote@{sha[:12]}/config.json maps to code in the model's repository"
+    )
+    assert "trust_remote_code: true" in out["refused"]["error"]
+    assert remote_weight_gets == 1  # the trusted download only
+    assert "model.safetensors" in [f["name"] for f in out["trusted"]["files"]]
+    assert full["full"]["error"].startswith(f"acme/fine: {ok} needs 0.0 GB more")
+    assert "which has 0.0 GB free" in full["full"]["error"] and full_weight_gets == []

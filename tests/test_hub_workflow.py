@@ -22,6 +22,7 @@ from tests.test_workflow import LOCAL_HH_TASK
 from tests.workflow_helpers import copy_repo, dry_run_jobs, job_counts, snakemake
 
 REPO_ID = "acme/tiny-llama"
+SECRET = "hf_SecretTokenThatMustNotLeak0123"
 BRANCHES = {"step1000-tokens4B": 1, "step2000-tokens8B": 2}  # branch -> init seed
 
 
@@ -56,6 +57,7 @@ def tiny_llama(tokenizer_dir: Path, seed: int) -> dict[str, bytes]:
 def hub_env(hub, home: Path, offline: bool) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_OFFLINE")}
     env |= {"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(home), "HF_HUB_DISABLE_TELEMETRY": "1"}
+    env["HF_TOKEN"] = SECRET  # what a gated repository needs; it must never be written down
     if offline:
         env |= {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     return env
@@ -159,7 +161,13 @@ def test_downloads_are_linked_from_the_shared_cache_with_provenance(run):
 
         for name, data in served.items():
             assert files[name]["sha256"] == hashlib.sha256(data).hexdigest()
-        assert "HF_TOKEN" not in json.dumps(record)
+    written = [
+        p
+        for p in [*run["work"].glob("results/**/*.json"), *run["work"].glob("logs/**/*")]
+        if p.is_file()
+    ]
+    assert len(written) > 20
+    assert not [p for p in written if SECRET in p.read_text(errors="replace")]
 
 
 def test_metrics_carry_the_commit_each_number_came_from(run):
@@ -193,6 +201,23 @@ def test_a_moved_branch_reruns_nothing_until_repinned_then_only_its_jobs(run):
 
     printed = pin(work, run["online"], "--repin")
     assert f"re-pinned step1000-tokens4B {old[:12]} -> {new[:12]}" in printed
+    # The sha is a params entry of every job reading the checkpoint, not only the
+    # download's: with the download left out, its readers are stale by params alone.
+    readers = ("finetune", "probes", "sensitivity", "aggregate", "figures")
+    only_params = dry_run_jobs(
+        work, "--rerun-triggers", "params", "--allowed-rules", *readers, env=run["offline"]
+    )
+    stale = {(rule, out.split(", ")[-1].removeprefix("results/")) for rule, out in only_params}
+    ckpt = "llama/step1000-tokens4B"
+    assert stale == {
+        # (finetune: also pulled in to remake the temporary weights its stale probe reads)
+        ("finetune", f"{ckpt}/ft/hh/lr0.001/seed0/train.json"),
+        ("probes", f"{ckpt}/base/eval/probes.json"),
+        ("probes", f"{ckpt}/ft/hh/lr0.001/seed0/eval/probes.json"),
+        ("sensitivity", f"{ckpt}/sensitivity.json"),
+        ("aggregate", "tables/metrics.parquet"),  # the config hash covers the pins
+        ("figures", "figures/benchmarks.png"),
+    }
     jobs = dry_run_jobs(work, env=run["offline"])
     assert dict(job_counts(jobs)) == {
         "download": 1,

@@ -94,6 +94,25 @@ def test_a_missing_shard_is_named(llama_dirs, tmp_path):
         loading.weight_files(broken)
 
 
+def test_links_into_a_cache_this_node_does_not_see_are_named(llama_dirs, tmp_path):
+    linked = tmp_path / "base"
+    linked.mkdir()
+    for path in llama_dirs["single"].iterdir():
+        (linked / path.name).symlink_to(tmp_path / "elsewhere" / path.name)
+    with pytest.raises(LoadingError) as err:
+        loading.load_probe_model(linked, native=False)
+    assert str(err.value).startswith(f"{linked / 'config.json'} links to {tmp_path}/elsewhere/")
+    assert "put HF_HOME on a filesystem shared by the login node" in str(err.value)
+    with pytest.raises(LoadingError, match="which this machine does not see"):
+        loading.load_tokenizer(linked)
+
+
+def test_probe_model_of_a_hub_olmo2_is_not_native(checkpoint_dir):
+    """A hub OLMo-2 (7B) goes through transformers (bf16 on a GPU), not fp32 natively."""
+    hub = loading.load_probe_model(checkpoint_dir, native=False)
+    assert isinstance(hub, loading.HFProbeModel)
+
+
 def test_pickle_only_is_refused_unless_allowed(llama_dirs, corpus_dir):
     from overtrained import probes
 

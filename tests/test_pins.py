@@ -1,6 +1,7 @@
 """Pinning hub families to commit shas (overtrained.pins), with branch listings given in
 memory (the Hub client itself is exercised against the stand-in in test_hub_workflow.py)."""
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -13,12 +14,16 @@ RECORDING = Path(__file__).parent / "data/hub_branches/allenai__OLMo-1B-hf.json"
 BRANCHES = json.loads(RECORDING.read_text())["branches"]
 
 
+def sha1(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
 def fake_refs(branches=BRANCHES, moved=()):
     """A branch listing: each branch at a made-up commit, `moved` ones at another."""
 
     def refs_of(repo):
         refs_of.calls += 1
-        return {b: ("b" if b in moved else "a") * 32 + f"{i:08x}" for i, b in enumerate(branches)}
+        return {b: ("b" if b in moved else "a") * 32 + sha1(b)[:8] for b in branches}
 
     refs_of.calls = 0
     return refs_of
@@ -227,3 +232,95 @@ def test_hub_family_defaults_are_filled():
     assert fam["tokens"] == ["1T", "2T"]
     assert (fam["allow_pickle"], fam["trust_remote_code"], fam["scheme"]) == (False, False, "auto")
     assert "*.safetensors" in fam["allow_patterns"] and "model" not in fam
+
+
+def test_repin_moves_only_the_named_branches(tmp_path):
+    pins.pin_config(hub_config(tmp_path), refs_of=fake_refs())
+    moved = fake_refs(moved=["step720000-tokens3018B", "step369000-tokens1547B", "main"])
+    cfg = hub_config(tmp_path)
+    lines = pins.pin_config(cfg, repin={"step720000-tokens3018B"}, refs_of=moved)
+    assert sum("re-pinned" in line for line in lines) == 1
+    assert sum("has moved" in line for line in lines) == 2  # 1.5T's branch and the tokenizer
+    shas = [e["sha"][0] for e in cfg["families"]["olmo"]["pinned"]]
+    assert shas == ["a", "b"] and cfg["families"]["olmo"]["tokenizer_pin"]["sha"][0] == "a"
+
+
+def test_a_branch_gone_from_the_hub_is_reported(tmp_path):
+    pins.pin_config(hub_config(tmp_path), refs_of=fake_refs())
+    gone = [b for b in BRANCHES if b != "step720000-tokens3018B"]
+    lines = pins.pin_config(hub_config(tmp_path), check=True, refs_of=fake_refs(gone))
+    assert lines == [
+        f"families.olmo: branch step720000-tokens3018B is gone from the repository; results "
+        f"stay pinned to {'a' * 12} (downloads of it may now fail)"
+    ]
+
+
+def test_switching_from_revisions_to_tokens_keeps_the_manifest_readable(tmp_path):
+    cfg = hub_config(tmp_path, tokens=None, revisions=["step720000-tokens3018B"])
+    pins.pin_config(cfg, refs_of=fake_refs())
+    cfg = hub_config(tmp_path, tokens=["3T"])
+    pins.pin_config(cfg, refs_of=fake_refs())
+    assert [e["request"] for e in cfg["families"]["olmo"]["pinned"]] == ["3T"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m.pop("checkpoints"), "not a manifest (an object with a `checkpoints` list)"),
+        (lambda m: m["checkpoints"][0].pop("sha"), "checkpoints[0] lacks sha"),
+        (
+            lambda m: m["checkpoints"][0].update(sha="main"),
+            "checkpoints[0].sha 'main' is not a 40-hex commit sha",
+        ),
+        (
+            lambda m: m["checkpoints"][1].update(revision="step738020-tokens3094B"),
+            "checkpoints[1]: branch 'step738020-tokens3094B' does not give step 720000 and "
+            "3018000000000 tokens under scheme 'olmo'",
+        ),
+        (
+            lambda m: m["tokenizer"].update(sha=None),
+            "tokenizer.sha None is not a 40-hex commit sha",
+        ),
+    ],
+)
+def test_a_manifest_edited_wrongly_by_hand_is_refused(tmp_path, edit, message):
+    pins.pin_config(hub_config(tmp_path), refs_of=fake_refs())
+    path = tmp_path / "pins" / "olmo.json"
+    manifest = json.loads(path.read_text())
+    edit(manifest)
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(config_module.ConfigError) as err:
+        pins.pin_config(hub_config(tmp_path), refs_of=offline_refs)
+    assert str(err.value) == f"{path}: {message}; fix it, or delete the file to pin afresh"
+
+
+def test_hub_failures_are_one_line_errors():
+    """A refused connection: the real client, retried, then one line (no traceback)."""
+    code = (
+        "from overtrained import pins; pins.time.sleep = lambda s: None\n"
+        "try:\n    pins.list_refs('acme/x')\n"
+        "except pins.hub.CheckpointError as e:\n    print('ERROR', e)\n"
+    )
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_OFFLINE")}
+    env["HF_ENDPOINT"] = "http://127.0.0.1:9"  # nothing listens there
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("ERROR could not list the branches of 'acme/x' (")
+    assert done.stdout.rstrip().endswith(
+        "); check the network or HF_ENDPOINT, or run where the Hub is reachable"
+    )
+    assert len(done.stdout.strip().splitlines()) == 1
+
+
+def test_a_repo_under_a_pretrain_family_suggests_source_hub():
+    with pytest.raises(config_module.ConfigError) as err:
+        config_module.load({"families": {"olmo": {"source": "pretrain", "repo": "a/b"}}})
+    assert str(err.value) == (
+        "families.olmo.repo: a family with a repo is a hub family: add `source: hub`"
+    )
