@@ -113,6 +113,37 @@ def device_description() -> str:
     return "cpu"
 
 
+# What a Slurm job was given, as the job's environment says (recorded in every provenance).
+SLURM_ALLOCATION = {
+    "job_id": "SLURM_JOB_ID",
+    "partition": "SLURM_JOB_PARTITION",
+    "nodes": "SLURM_JOB_NODELIST",
+    "cpus_on_node": "SLURM_CPUS_ON_NODE",
+    "mem_per_node_mb": "SLURM_MEM_PER_NODE",
+    "gpus_on_node": "SLURM_GPUS_ON_NODE",
+    "restart_count": "SLURM_RESTART_COUNT",
+}
+
+
+def allocation() -> dict:
+    """Where this job ran and what it got: the Slurm allocation (if any), the GPUs it may
+    see (CUDA_VISIBLE_DEVICES) and those CUDA reports (only if torch is already loaded)."""
+    import sys
+
+    out = {key: os.environ[var] for key, var in SLURM_ALLOCATION.items() if var in os.environ}
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        out["cuda_visible_devices"] = os.environ["CUDA_VISIBLE_DEVICES"]
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        out["cuda_available"] = torch.cuda.is_available()
+        if out["cuda_available"]:
+            out["cuda_devices"] = [
+                torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())
+            ]
+            out["cuda_version"] = torch.version.cuda
+    return out
+
+
 def record(stage: str, params: dict, started: str, wall_seconds: float, **extra) -> dict:
     """The provenance block written next to every artifact."""
     return {
@@ -124,6 +155,7 @@ def record(stage: str, params: dict, started: str, wall_seconds: float, **extra)
         "host": scrub(socket.gethostname()),
         "device": device_description(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""),
+        "allocation": allocation(),
         "started": started,
         "finished": now(),
         "wall_seconds": round(wall_seconds, 3),
