@@ -106,6 +106,8 @@ def test_gpu_rules_asked_for_gpus_and_cpu_rules_did_not(runs):
         comment = job.get("Comment", "")
         gpu_rule = any(r in comment for r in ("sensitivity", "evaluate", "probes", "evals"))
         assert asked == gpu_rule, (comment, job.get("TresPerJob"))
+        if asked:  # a group of evaluations shares one GPU, not one each
+            assert job["TresPerJob"].endswith("gpu:1"), job["TresPerJob"]
     probes = yaml.safe_load(
         (runs["cluster"] / "results/tiny/16K-seed0/base/eval/probes.json").read_text()
     )
