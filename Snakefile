@@ -18,6 +18,7 @@ sys.path.insert(0, workflow.basedir)
 import overtrained.config
 import overtrained.lm_eval_index
 import overtrained.pins
+import overtrained.slurm_profile
 import overtrained.workflow as W
 
 # Rule scripts import the library from this checkout, whatever environment runs them.
@@ -34,11 +35,16 @@ if not workflow.overwrite_configfiles:
 try:
     config = overtrained.config.load(config)
     overtrained.lm_eval_index.check_suites(config)
+    # Under --executor slurm: the profile's and the rules' resources, before any submission.
+    overtrained.slurm_profile.check_workflow(workflow, config)
     # Hub families: budgets and branches -> commit shas, from (or into) the pinned manifest.
     for line in overtrained.pins.pin_config(config):
         print(line, file=sys.stderr)
 except overtrained.config.ConfigError as error:
     sys.exit(f"Config error: {error}")
+
+
+report: "report/workflow.rst"
 
 
 wildcard_constraints:

@@ -3,6 +3,8 @@
 overtrained validate [config.yaml]   # check a config the way the workflow will
 overtrained checkpoints REPO [--tokens 0.5T,1T]   # a repo's parsed checkpoint branches
 overtrained pin [config.yaml] [--repin [BRANCH ...]]   # pin hub checkpoints to commit shas
+overtrained summary [results/] [--format table|csv|json|markdown]   # overtraining verdicts
+overtrained install-profile [--name slurm] [--force]   # `snakemake --profile slurm` from anywhere
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from overtrained import config as config_module
 
@@ -77,6 +80,36 @@ def pin(args: argparse.Namespace) -> int:
     return 0
 
 
+def install_profile(args: argparse.Namespace) -> int:
+    from overtrained import slurm_profile
+
+    try:
+        lines = slurm_profile.install_profile(args.name, force=args.force)
+    except slurm_profile.ProfileError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return 2
+    for line in lines:
+        print(line)
+    return 0
+
+
+def summary(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from overtrained import analysis
+
+    path = Path(args.results) / "tables" / "overtraining.parquet"
+    if not path.is_file():
+        print(
+            f"Error: no {path}; run the workflow first (`snakemake`), or name its results "
+            "folder: overtrained summary path/to/results",
+            file=sys.stderr,
+        )
+        return 2
+    print(analysis.summary(pd.read_parquet(path), args.format))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="overtrained", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -110,6 +143,25 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     p.set_defaults(func=pin)
+    p = sub.add_parser(
+        "install-profile",
+        help="link profiles/slurm into Snakemake's profile folder, for `--profile slurm`",
+        description="Link this checkout's profiles/slurm as ~/.config/snakemake/NAME (under "
+        "$XDG_CONFIG_HOME where set), where `snakemake --profile NAME` finds it from any "
+        "directory. A link that is already there is left as it is; anything else there is left "
+        "alone unless --force, which moves it aside to NAME.bak-<timestamp>.",
+    )
+    p.add_argument("--name", default="slurm", help="the profile name (default: slurm)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="move an existing profile of that name aside (NAME.bak-<timestamp>) and link",
+    )
+    p.set_defaults(func=install_profile)
+    p = sub.add_parser("summary", help="print the overtraining verdicts of a finished run")
+    p.add_argument("results", nargs="?", default="results", help="the results folder")
+    p.add_argument("--format", choices=["table", "csv", "json", "markdown"], default="table")
+    p.set_defaults(func=summary)
     args = parser.parse_args(argv)
     return args.func(args)
 

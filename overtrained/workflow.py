@@ -23,9 +23,9 @@ from overtrained.config import (
     is_repo_task,
     parse_tokens,
 )
+from overtrained.figures import FIGURES  # noqa: F401 (the figures rule's outputs)
 
 RESULTS = "results"
-FIGURES = ("sensitivity", "retention", "in_distribution", "benchmarks")
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROBES = "probes"
 JUDGE = "judge"
@@ -45,6 +45,7 @@ STAGE_CODE = {
     "probes": ("probes.py", "model.py", "loading.py"),
     "sensitivity": ("sensitivity.py", "probes.py", "model.py", "loading.py"),
     "aggregate": ("tables.py",),
+    "analysis": ("analysis.py",),
     "figures": ("figures.py",),
     "judge": ("judge.py", "loading.py"),
 }

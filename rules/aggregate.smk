@@ -22,11 +22,64 @@ rule aggregate:
         "../scripts/aggregate.py"
 
 
-rule figures:
+rule analysis:
+    """The paper's answer from metrics.parquet: the LR chosen per checkpoint and task
+    (best_lr.parquet) and where fine-tuned quality peaks and whether it degrades after
+    (overtraining.parquet); `overtrained summary` prints the verdicts."""
     input:
         metrics=rules.aggregate.output.metrics,
     output:
-        figures=[f"{W.RESULTS}/figures/{name}.png" for name in W.FIGURES],
+        best_lr=f"{W.RESULTS}/tables/best_lr.parquet",
+        overtraining=f"{W.RESULTS}/tables/overtraining.parquet",
+    log:
+        "logs/analysis.log",
+    localrule: True
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        config_hash=W.config_hash(config),
+        code=W.stage_code_hash("analysis"),
+    script:
+        "../scripts/analysis.py"
+
+
+rule figures:
+    """Every figure (PNG for reading, SVG for print; the plotted curves as JSON for tests)
+    and the report's tables: `snakemake --report results/report.html` shows them with the
+    captions in report/."""
+    input:
+        metrics=rules.aggregate.output.metrics,
+        best_lr=rules.analysis.output.best_lr,
+        overtraining=rules.analysis.output.overtraining,
+    output:
+        png=[
+            report(
+                f"{W.RESULTS}/figures/{name}.png",
+                caption=f"../report/{name}.rst",
+                category="Figures",
+                labels={"figure": f"{i}. {name}", "format": "PNG"},
+            )
+            for i, name in enumerate(W.FIGURES, 1)
+        ],
+        svg=[
+            report(
+                f"{W.RESULTS}/figures/{name}.svg",
+                caption=f"../report/{name}.rst",
+                category="Figures",
+                labels={"figure": f"{i}. {name}", "format": "SVG"},
+            )
+            for i, name in enumerate(W.FIGURES, 1)
+        ],
+        data=[f"{W.RESULTS}/figures/{name}.json" for name in W.FIGURES],
+        pages=[
+            report(
+                f"{W.RESULTS}/figures/{name}.html",
+                caption=f"../report/{name}.rst",
+                category="Tables" if name != "provenance" else "Provenance",
+                labels={"table": name},
+            )
+            for name in ("overtraining", "best_lr", "provenance")
+        ],
     log:
         "logs/figures.log",
     localrule: True

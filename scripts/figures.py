@@ -1,4 +1,5 @@
-"""Rule `figures`: one PNG (and its plotted data as JSON) per measured effect."""
+"""Rule `figures`: every figure as PNG and SVG (and its plotted data as JSON), and the
+report's HTML pages (the overtraining verdicts, the tuned LRs, the run's provenance)."""
 
 from pathlib import Path
 
@@ -7,4 +8,6 @@ from overtrained.entry import log_to
 
 log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
 smk = snakemake  # noqa: F821
-figures.make_all(smk.input.metrics, Path(smk.output.figures[0]).parent)
+inputs = (smk.input.metrics, smk.input.best_lr, smk.input.overtraining)
+figures.make_all(*inputs, Path(smk.output.png[0]).parent)
+figures.write_pages(*inputs, Path(smk.output.pages[0]).parent, config=smk.config)

@@ -69,6 +69,7 @@ def expected_counts(preset: dict) -> dict:
         "probes": models,
         "sensitivity": ckpts,
         "aggregate": 1,
+        "analysis": 1,
         "figures": 1,
     }
 

@@ -34,6 +34,7 @@ def expected_counts(cfg: dict) -> dict:
         "probes": n_ckpt * (1 + n_ft),
         "sensitivity": n_ckpt,
         "aggregate": 1,
+        "analysis": 1,
         "figures": 1,
     }
     return {rule: n for rule, n in counts.items() if n}
@@ -266,7 +267,7 @@ def test_changing_one_lr_reruns_only_that_lr_and_aggregation(finished, tmp_path)
     path = tmp_path / "changed.yaml"
     path.write_text(yaml.safe_dump(cfg))
     jobs = dry_run_jobs(finished, "--configfile", str(path))
-    per_lr = [(rule, out) for rule, out in jobs if rule not in ("aggregate", "figures")]
+    per_lr = [(rule, out) for rule, out in jobs if rule not in ("aggregate", "analysis", "figures")]
     assert per_lr and all("ft/arith/lr0.003/" in out for _, out in per_lr)
     n_ckpt = len(cfg["families"]["tiny"]["budgets"])
     assert dict(job_counts(jobs)) == {
@@ -274,6 +275,7 @@ def test_changing_one_lr_reruns_only_that_lr_and_aggregation(finished, tmp_path)
         "evaluate": n_ckpt,
         "probes": n_ckpt,
         "aggregate": 1,
+        "analysis": 1,
         "figures": 1,
     }
 
@@ -296,6 +298,7 @@ def test_changing_a_suite_reruns_only_that_suites_evaluations(finished, tmp_path
         "finetune": n_ckpt * n_ft,
         "probes": n_ckpt * n_ft,
         "aggregate": 1,
+        "analysis": 1,
         "figures": 1,
     }
     assert not [out for rule, out in jobs if rule == "probes" and "/base/" in out]
@@ -317,6 +320,7 @@ def test_a_stage_code_change_reruns_that_stage_and_downstream_only(finished):
         "evaluate": n_ckpt_ft,  # the fine-tuned models' evaluations, not the base models'
         "probes": n_ckpt_ft,
         "aggregate": 1,
+        "analysis": 1,
         "figures": 1,
     }
 
