@@ -294,7 +294,9 @@ RUN = ["checkpoint", "pretrain_seed", "ft_task", "lr", "ft_seed"]
 def _drop_diverged(ft: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """Fine-tuned rows less the runs that diverged (status 'diverged' on any of their rows:
     their losses would set the axis), and how many runs that leaves out."""
-    keys = ft[RUN].astype(str).agg("|".join, axis=1)
+    # str() each value: pandas 3's astype(str) keeps missing values (a hub checkpoint's
+    # pretrain_seed) as NaN, which join refuses
+    keys = ft[RUN].apply(lambda run: "|".join(map(str, run)), axis=1)
     diverged = set(keys[ft["status"] == "diverged"])
     return ft[~keys.isin(diverged)], len(diverged)
 

@@ -287,6 +287,8 @@ def test_hub_checkpoints_without_a_seed_join_their_tuned_lr(frames):
     best = best[best["pretrain_seed"] == 0].assign(pretrain_seed=None)
     panels = panels_of("tuned_losses", (metrics, best, over))
     assert panels["held-out loss on t1"]["fine-tuned on t1"]["x"] == list(TOKENS)
+    # the fixed-LR figures too (their diverged-run filter once failed on a missing seed)
+    assert panels_of("retention", (metrics, best, over))
 
 
 def test_every_figure_is_written_as_png_svg_and_json(frames, tmp_path):

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from overtrained import config as C
-from overtrained import tables, workflow
+from overtrained import figures, tables, workflow
 from tests.workflow_helpers import REPO, copy_repo, dry_run_jobs, job_counts, snakemake
 
 pytestmark = pytest.mark.workflow
@@ -212,6 +212,62 @@ def test_every_figure_and_its_data_exist(finished):
     for name in workflow.FIGURES:
         assert (finished / f"results/figures/{name}.png").stat().st_size > 1000
         assert (finished / f"results/figures/{name}.json").exists()
+
+
+def test_figures_draw_one_curve_per_lr_and_gamma(finished):
+    """The curves each figure drew (its JSON), counted from what the run did."""
+
+    def drawn(name):
+        return json.loads((finished / f"results/figures/{name}.json").read_text())
+
+    ok_lrs: dict[str, set] = {}
+    for record in finished.glob("results/tiny/*/ft/*/lr*/seed0/train.json"):
+        run = json.loads(record.read_text())
+        task = record.parts[-4]
+        if run["status"] == "ok":
+            ok_lrs.setdefault(task, set()).add(run["lr"])
+    retention = drawn("retention")
+    assert set(retention) == {f"fine-tuned on {task}" for task in ok_lrs}
+    for task, lrs in ok_lrs.items():
+        curves = retention[f"fine-tuned on {task}"]
+        assert set(curves) == {f"lr {lr:g}" for lr in lrs} | {figures.BASE}
+        assert all(len(c["x"]) == 2 for c in curves.values())  # the two budgets
+    sensitivity = drawn("sensitivity")
+    assert sorted(sensitivity) == sorted(
+        f"{kind}, noise scaled by {scaling}"
+        for kind in ("loss increase", "perturbed loss")
+        for scaling in ("init", "rms")
+    )
+    for title, curves in sensitivity.items():
+        extra = {"base (no noise)"} if title.startswith("perturbed") else set()
+        assert set(curves) == {"gamma 1" if "init" in title else "gamma 0.1"} | extra
+
+
+def test_analysis_tables_read_back_with_their_schemas_and_summarise(finished, capsys):
+    from overtrained import analysis, cli
+
+    for name, schema in (
+        ("best_lr", analysis.BEST_LR_SCHEMA),
+        ("overtraining", analysis.OVERTRAINING_SCHEMA),
+    ):
+        path = finished / f"results/tables/{name}.parquet"
+        assert pq.read_schema(path).remove_metadata() == schema  # pyarrow, declared types
+        assert len(pd.read_parquet(path)) > 0  # and pandas
+    best = pd.read_parquet(finished / "results/tables/best_lr.parquet")
+    runs = 2 * 4  # tiny.yaml: 2 checkpoints x 4 tasks (lang, arith, topic, hh)
+    assert len(best) == runs and set(best.status) == {"ok"}
+    over = pd.read_parquet(finished / "results/tables/overtraining.parquet")
+    # two budgets are too few to call a turning point: every verdict says so
+    assert set(over.verdict) == {"inconclusive"}
+    assert set(over.reason) == {"only 2 checkpoint(s); need 3"}
+    assert cli.main(["summary", str(finished / "results")]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].split()[:3] == ["family", "task", "metric"]
+    assert table.count("inconclusive") == len(over)
+    assert cli.main(["summary", str(finished / "results"), "--format", "csv"]) == 0
+    assert len(pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))) == len(over)
+    assert cli.main(["summary", str(finished / "nowhere")]) == 2
+    assert "run the workflow first" in capsys.readouterr().err
 
 
 def test_fine_tuned_weights_are_deleted_after_evaluation(finished):
