@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 from pathlib import Path
@@ -14,6 +15,14 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_sessionstart(session):
+    """A Slurm config left by an interrupted Slurm test would slow every snakemake start."""
+    from tests.slurm_cluster import remove_config
+
+    with contextlib.suppress(OSError):
+        remove_config()
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,8 @@ from tests.hub_server import StandInHub
 from tests.test_workflow import LOCAL_HH_TASK
 from tests.workflow_helpers import copy_repo, dry_run_jobs, job_counts, snakemake
 
+pytestmark = pytest.mark.workflow
+
 REPO_ID = "acme/tiny-llama"
 SECRET = "hf_SecretTokenThatMustNotLeak0123"
 BRANCHES = {"step1000-tokens4B": 1, "step2000-tokens8B": 2}  # branch -> init seed

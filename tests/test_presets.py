@@ -18,6 +18,8 @@ import yaml
 from tests.hub_server import StandInHub
 from tests.workflow_helpers import REPO, dry_run_jobs, job_counts
 
+pytestmark = pytest.mark.workflow
+
 RECORDINGS = REPO / "tests" / "data" / "hub_branches"
 
 

@@ -21,6 +21,8 @@ import yaml
 from tests import slurm_cluster
 from tests.workflow_helpers import REPO, copy_repo, snakemake
 
+pytestmark = [pytest.mark.workflow, pytest.mark.slurm]
+
 # The test overlay of the profile: quick first status checks, short file-system waits.
 FAST = ("--slurm-init-seconds-before-status-checks", "1", "--latency-wait", "5")
 KEYS = ["family", "checkpoint", "model", "ft_task", "lr", "suite", "eval_task", "metric"]
