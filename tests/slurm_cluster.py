@@ -123,16 +123,6 @@ class SlurmCluster:
             _run("pkill", "-x", "munged", check=False)
         remove_config()
 
-
-def remove_config() -> None:
-    """Delete the config files these tests wrote. Left behind, they make every later
-    `snakemake` start ~9 s slower: the Slurm plugin runs `scontrol show config` when it is
-    imported, which waits for a controller that is no longer there."""
-    for name in ("slurm.conf", "gres.conf"):
-        path = CONF_DIR / name
-        if path.is_file() and path.read_text().startswith(HEADER):
-            path.unlink()
-
     def _start_munge(self) -> None:
         if _run("pgrep", "-x", "munged", check=False).returncode == 0:
             return
@@ -192,3 +182,13 @@ def remove_config() -> None:
 
     def cancel(self, job_id: str) -> None:
         _run("scancel", job_id)
+
+
+def remove_config() -> None:
+    """Delete the config files these tests wrote. Left behind, they make every later
+    `snakemake` start ~9 s slower: the Slurm plugin runs `scontrol show config` when it is
+    imported, which waits for a controller that is no longer there."""
+    for name in ("slurm.conf", "gres.conf"):
+        path = CONF_DIR / name
+        if path.is_file() and path.read_text().startswith(HEADER):
+            path.unlink()
