@@ -79,3 +79,20 @@ def checkpoint_dir(corpus_dir, tmp_path_factory) -> Path:
 def load_yaml(path: Path) -> dict:
     with open(path) as f:
         return yaml.safe_load(f)
+
+
+@pytest.fixture(scope="session")
+def recorded_hub():
+    """The local stand-in Hub serving the recorded branch lists of tests/data/hub_branches/
+    (each branch a commit of its own)."""
+    import json
+
+    from tests.hub_server import StandInHub
+
+    with StandInHub() as server:
+        for path in (REPO / "tests" / "data" / "hub_branches").glob("*.json"):
+            recording = json.loads(path.read_text())
+            repo = server.repo("model", recording["repo"])
+            for branch in recording["branches"]:
+                repo.add_commit({"config.json": branch.encode()}, branch=branch)
+        yield server

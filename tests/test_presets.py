@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.hub_server import StandInHub
 from tests.workflow_helpers import REPO, dry_run_jobs, job_counts
 
 pytestmark = pytest.mark.workflow
@@ -29,14 +28,8 @@ def env(**extra) -> dict:
 
 
 @pytest.fixture(scope="module")
-def hub():
-    with StandInHub() as server:
-        for path in RECORDINGS.glob("*.json"):
-            recording = json.loads(path.read_text())
-            repo = server.repo("model", recording["repo"])
-            for branch in recording["branches"]:
-                repo.add_commit({"config.json": branch.encode()}, branch=branch)
-        yield server
+def hub(recorded_hub):
+    return recorded_hub
 
 
 def pin(workdir: Path, preset: Path, endpoint: str, *args: str):

@@ -6,7 +6,6 @@ No Slurm here: plans are dry-runs, sbatch lines come from the plugin's own code
 plan reports, and the sbatch, squeue, ... on PATH are fakes that record every call.
 """
 
-import json
 import os
 import re
 import shlex
@@ -23,7 +22,6 @@ from overtrained import cli, slurm_profile
 from overtrained import config as config_module
 from overtrained.config import ConfigError
 from overtrained.slurm_profile import DYNAMIC, check_resources
-from tests.hub_server import StandInHub
 from tests.workflow_helpers import REPO
 
 PROFILE = REPO / "profiles" / "slurm"
@@ -394,14 +392,8 @@ def test_sbatch_lines_of_the_rules_each_preset_declares(name):
 
 
 @pytest.fixture(scope="module")
-def hub():
-    with StandInHub() as server:
-        for path in RECORDINGS.glob("*.json"):
-            recording = json.loads(path.read_text())
-            repo = server.repo("model", recording["repo"])
-            for branch in recording["branches"]:
-                repo.add_commit({"config.json": branch.encode()}, branch=branch)
-        yield server
+def hub(recorded_hub):
+    return recorded_hub
 
 
 def profile_gpu_limit() -> int | None:
