@@ -218,11 +218,7 @@ def _cross_checks(cfg: dict) -> None:
                 f"finetune.max_length: {ft['max_length']} tokens exceed the context of family "
                 f"{name!r} (training.seq_len {train['seq_len']}); lower max_length"
             )
-        budgets = [parse_tokens(b) for b in fam["budgets"]]
-        if min(budgets) < 1:
-            raise ConfigError(f"{where}.budgets: a budget must be at least one token")
-        if len(set(budgets)) != len(budgets):
-            raise ConfigError(f"{where}.budgets: two budgets are the same number of tokens")
+        budgets = _token_budgets(f"{where}.budgets", fam["budgets"])
         tokens_per_step = train["batch_size"] * train["seq_len"]
         warmup = parse_tokens(train["warmup_tokens"])
         stable_end = min(budgets) * (
@@ -289,6 +285,16 @@ def hub_families(cfg: dict) -> dict:
     return {n: f for n, f in cfg["families"].items() if f["source"] == "hub"}
 
 
+def _token_budgets(where: str, values: list) -> list[int]:
+    """A family's budgets as token counts: each at least one token, no two the same."""
+    budgets = [parse_tokens(v) for v in values]
+    if min(budgets) < 1:
+        raise ConfigError(f"{where}: a budget must be at least one token")
+    if len(set(budgets)) != len(budgets):
+        raise ConfigError(f"{where}: two budgets are the same number of tokens")
+    return budgets
+
+
 def _check_hub_families(cfg: dict) -> None:
     """What a hub family needs from the rest of the config (its branches are checked when
     they are pinned, see overtrained.pins)."""
@@ -300,11 +306,7 @@ def _check_hub_families(cfg: dict) -> None:
                 "branch) or `revisions` (branch names)"
             )
         if fam["tokens"] is not None:
-            tokens = [parse_tokens(t) for t in fam["tokens"]]
-            if min(tokens) < 1:
-                raise ConfigError(f"{where}.tokens: a budget must be at least one token")
-            if len(set(tokens)) != len(tokens):
-                raise ConfigError(f"{where}.tokens: two budgets are the same number of tokens")
+            _token_budgets(f"{where}.tokens", fam["tokens"])
         manifest = Path(fam["manifest"].replace("{family}", name)).resolve()
         for other, other_fam in hub_families(cfg).items():
             if (

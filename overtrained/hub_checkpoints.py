@@ -121,19 +121,31 @@ def check_revision(revision: str, branches: list[str], repo: str) -> None:
     raise CheckpointError(f"{repo}: no branch named {revision!r}{hint}")
 
 
+def no_repository(repo: str) -> str:
+    """The one-line message for a repository the Hub does not have (or will not show)."""
+    return (
+        f"no model repository {repo!r} on the Hub (check the owner/name spelling, and "
+        "HF_TOKEN for a gated or private one)"
+    )
+
+
+def branch_heads(repo: str) -> dict[str, str]:
+    """Branch name -> the commit it points at now, from the Hub (or HF_ENDPOINT); the Hub's
+    errors are raised as they are, for callers that retry or translate them."""
+    from huggingface_hub import HfApi
+
+    refs = HfApi().list_repo_refs(repo)
+    return {ref.name: ref.target_commit for ref in refs.branches}
+
+
 def list_branches(repo: str) -> list[str]:
     """The repository's branch names, from the Hub (or HF_ENDPOINT)."""
-    from huggingface_hub import HfApi
     from huggingface_hub.errors import RepositoryNotFoundError
 
     try:
-        refs = HfApi().list_repo_refs(repo)
+        return list(branch_heads(repo))
     except RepositoryNotFoundError:
-        raise CheckpointError(
-            f"no model repository {repo!r} on the Hub (check the owner/name spelling, and "
-            "HF_TOKEN for a gated or private one)"
-        ) from None
-    return [ref.name for ref in refs.branches]
+        raise CheckpointError(no_repository(repo)) from None
 
 
 def config_snippet(repo: str, resolutions: list[Resolution], family: str = "hub") -> str:

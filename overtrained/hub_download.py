@@ -244,21 +244,10 @@ def _files_metadata(repo: str, revision: str | None, sha: str, retry: _Retries) 
             "account and set HF_TOKEN"
         ) from None
     except RepositoryNotFoundError:
-        raise DownloadError(
-            f"no model repository {repo!r} on the Hub (check the owner/name spelling, and "
-            "HF_TOKEN for a gated or private one)"
-        ) from None
+        raise DownloadError(hub_checkpoints.no_repository(repo)) from None
     except RevisionNotFoundError:
         raise DownloadError(_missing_commit(repo, revision, sha, retry)) from None
     return {sibling.rfilename: sibling for sibling in info.siblings or []}
-
-
-def _branch_heads(repo: str) -> dict[str, str]:
-    """Branch and tag name -> the commit it points at now."""
-    from huggingface_hub import HfApi
-
-    refs = HfApi().list_repo_refs(repo)
-    return {ref.name: ref.target_commit for ref in [*refs.tags, *refs.branches]}
 
 
 def _missing_commit(repo: str, revision: str | None, sha: str, retry: _Retries) -> str:
@@ -267,7 +256,7 @@ def _missing_commit(repo: str, revision: str | None, sha: str, retry: _Retries) 
     if not revision or revision == sha:
         return f"{head}; pin one from its branches (`overtrained pin`)"
     try:
-        heads = retry.call(f"{repo}: branches", _branch_heads, repo)
+        heads = retry.call(f"{repo}: branches", hub_checkpoints.branch_heads, repo)
     except Exception as err:  # the error is about the commit; the branches only help
         return f"{head} (pinned from {revision!r}; its branches could not be listed: {err})"
     try:
@@ -289,7 +278,7 @@ def _branch_head(repo: str, revision: str | None, sha: str) -> str | None:
     if not revision or revision == sha:
         return None
     try:
-        head = _branch_heads(repo).get(revision)
+        head = hub_checkpoints.branch_heads(repo).get(revision)
     except Exception as err:  # reporting only: the download is pinned by sha regardless
         log.warning("%s: could not look up branch %r (%s)", repo, revision, one_line(err))
         return None

@@ -105,7 +105,7 @@ LIST_ATTEMPTS = 3  # the branch listing is retried on connection errors and 5xx 
 def list_refs(repo: str) -> dict[str, str]:
     """Branch name -> commit sha, from the Hub (or HF_ENDPOINT)."""
     import httpx2
-    from huggingface_hub import HfApi, constants
+    from huggingface_hub import constants
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
     from overtrained.hub_download import one_line, transient_error
@@ -114,13 +114,9 @@ def list_refs(repo: str) -> dict[str, str]:
         raise HubOffline(f"{repo}: offline mode is set")
     for attempt in range(1, LIST_ATTEMPTS + 1):
         try:
-            refs = HfApi().list_repo_refs(repo)
-            return {ref.name: ref.target_commit for ref in refs.branches}
+            return hub.branch_heads(repo)
         except RepositoryNotFoundError:
-            raise hub.CheckpointError(
-                f"no model repository {repo!r} on the Hub (check the owner/name spelling, and "
-                "HF_TOKEN for a gated or private one)"
-            ) from None
+            raise hub.CheckpointError(hub.no_repository(repo)) from None
         except (HfHubHTTPError, httpx2.HTTPError, OSError) as err:
             if not transient_error(err) or attempt == LIST_ATTEMPTS:
                 raise hub.CheckpointError(
