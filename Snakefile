@@ -57,6 +57,7 @@ include: "rules/hub.smk"
 include: "rules/finetune.smk"
 include: "rules/evaluate.smk"
 include: "rules/aggregate.smk"
+include: "rules/theory.smk"
 
 
 rule all:
@@ -64,6 +65,7 @@ rule all:
     input:
         rules.aggregate.output,
         rules.figures.output,
+        W.theory_files(config),
 
 
 rule prefetch:

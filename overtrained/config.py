@@ -201,6 +201,11 @@ def _cross_checks(cfg: dict) -> None:
         if len(set(spelled)) != len(spelled):
             raise ConfigError(f"finetune.lrs.{task}: two learning rates are the same: {grid}")
     _check_hub_families(cfg)
+    from overtrained import theory  # here: the config module stays light to import
+
+    problems = theory.check(cfg["theory"])
+    if problems:
+        raise ConfigError(problems[0])
     for name, fam in pretrain_families(cfg).items():
         model, train = fam["model"], fam["training"]
         where = f"families.{name}"

@@ -572,15 +572,17 @@ def _draw_panel(ax, title: str, panel: Panel, task_colours: dict) -> None:
         ax.legend(fontsize=7)
 
 
-def draw(panels: dict[str, Panel], title: str, empty: str, paths: list[Path]) -> None:
-    """The panels on a grid (at most four a row), saved to each path (PNG, SVG)."""
+def draw(
+    panels: dict[str, Panel], title: str, empty: str, paths: list[Path], columns: int = 4
+) -> None:
+    """The panels on a grid (at most `columns` a row), saved to each path (PNG, SVG)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     n = len(panels)
-    ncols = min(max(n, 1), 4)
+    ncols = min(max(n, 1), columns)
     nrows = max(1, math.ceil(n / ncols))
     rc = {"svg.fonttype": "none", "svg.hashsalt": "overtrained", "font.size": 9}
     with plt.rc_context(rc):

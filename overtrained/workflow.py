@@ -48,6 +48,7 @@ STAGE_CODE = {
     "analysis": ("analysis.py",),
     "figures": ("figures.py",),
     "judge": ("judge.py", "loading.py"),
+    "theory": ("theory.py", "figures.py"),
 }
 
 
@@ -281,6 +282,17 @@ RETENTION_PREFETCH = f"{RESULTS}/retention/prefetch.json"
 
 def suite_prefetch_file(suite: str) -> str:
     return f"{RESULTS}/suites/{suite}/prefetch.json"
+
+
+THEORY_TABLES = (f"{RESULTS}/tables/theory.parquet", f"{RESULTS}/tables/theory_summary.parquet")
+THEORY_FIGURE = f"{RESULTS}/figures/theory"
+
+
+def theory_files(cfg: dict) -> list[str]:
+    """The theory stage's outputs when it is enabled (part of the default target)."""
+    if not cfg["theory"]["enabled"]:
+        return []
+    return [*THEORY_TABLES, *(f"{THEORY_FIGURE}.{ext}" for ext in ("png", "svg", "json"))]
 
 
 def prefetch_files(cfg: dict) -> list[str]:

@@ -61,7 +61,11 @@ def report_blob(text: str, name: str):
 # --- without running the workflow ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", [*figures.FIGURES, *figures.PAGES])
+# Each figure of the report, with the rule that draws it.
+REPORT_FIGURES = [*((name, "figures") for name in workflow.FIGURES), ("theory", "theory")]
+
+
+@pytest.mark.parametrize("name", [*figures.FIGURES, *figures.PAGES, "theory"])
 def test_every_result_has_a_caption_that_renders_cleanly(name):
     caption = CAPTIONS / f"{name}.rst"
     body = rst_to_html(Environment().from_string(caption.read_text()).render() + LINKS)
@@ -124,7 +128,7 @@ def test_the_report_embeds_every_figure_as_png_and_svg_with_its_caption(reported
     text = (reported / "results/report.html").read_text()
     results = report_blob(text, "results")
     categories = report_blob(text, "categories")
-    for i, name in enumerate(workflow.FIGURES, 1):
+    for i, (name, rule) in enumerate(REPORT_FIGURES, 1):
         for suffix, mime in (("png", "image/png"), ("svg", "image/svg+xml")):
             path = f"results/figures/{name}.{suffix}"
             entry = results[path]
@@ -135,7 +139,7 @@ def test_the_report_embeds_every_figure_as_png_and_svg_with_its_caption(reported
             assert header.startswith(f"data:{mime};")
             assert base64.b64decode(payload) == (reported / path).read_bytes()
             assert first_sentence(CAPTIONS / f"{name}.rst") in visible_text(entry["caption"])
-            assert entry["job_properties"]["rule"] == "figures"
+            assert entry["job_properties"]["rule"] == rule
         drawn = json.loads((reported / f"results/figures/{name}.json").read_text())
         assert drawn, f"{name} drew nothing from a run that has data for it"
     assert "System Message" not in text  # no reStructuredText warning anywhere

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from overtrained import config as C
-from overtrained import figures, tables, workflow
+from overtrained import figures, tables, theory, workflow
 from tests.workflow_helpers import REPO, copy_repo, dry_run_jobs, job_counts, snakemake
 
 pytestmark = pytest.mark.workflow
@@ -36,6 +36,7 @@ def expected_counts(cfg: dict) -> dict:
         "aggregate": 1,
         "analysis": 1,
         "figures": 1,
+        "theory": int(cfg["theory"]["enabled"]),
     }
     return {rule: n for rule, n in counts.items() if n}
 
@@ -334,6 +335,26 @@ def test_changing_one_lr_reruns_only_that_lr_and_aggregation(finished, tmp_path)
         "analysis": 1,
         "figures": 1,
     }
+
+
+def test_the_theory_stage_wrote_its_tables_and_figure(finished):
+    curves = pq.read_table(finished / "results/tables/theory.parquet")
+    assert curves.schema.remove_metadata() == theory.SCHEMA
+    summary = pd.read_parquet(finished / "results/tables/theory_summary.parquet")
+    cfg = C.load_file(finished / "config.yaml")["theory"]
+    ft = cfg["finetune"]
+    assert len(summary) == len(cfg["seeds"]) * len(ft["alignments"]) * len(ft["penalties"])
+    drawn = json.loads((finished / "results/figures/theory.json").read_text())
+    assert len(drawn) == 6 and all(drawn.values())
+    assert "simulated in" in (finished / "logs/theory.log").read_text()
+
+
+def test_changing_the_theory_reruns_only_the_theory(finished, tmp_path):
+    cfg = yaml.safe_load((finished / "config.yaml").read_text())
+    cfg["theory"] = {"finetune": {"penalties": [0.0, 10.0]}}
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert dict(job_counts(dry_run_jobs(finished, "--configfile", str(path)))) == {"theory": 1}
 
 
 def test_changing_a_suite_reruns_only_that_suites_evaluations(finished, tmp_path):
