@@ -65,6 +65,7 @@ rule all:
     input:
         rules.aggregate.output,
         rules.figures.output,
+        rules.claims.output,
         W.theory_files(config),
 
 

@@ -4,6 +4,7 @@ overtrained validate [config.yaml]   # check a config the way the workflow will
 overtrained checkpoints REPO [--tokens 0.5T,1T]   # a repo's parsed checkpoint branches
 overtrained pin [config.yaml] [--repin [BRANCH ...]]   # pin hub checkpoints to commit shas
 overtrained summary [results/] [--format table|csv|json|markdown]   # overtraining verdicts
+overtrained publish RUN --to DIR   # a run's claims, tables (CSV) and figures, for a README
 overtrained install-profile [--name slurm] [--force]   # `snakemake --profile slurm` from anywhere
 """
 
@@ -110,6 +111,18 @@ def summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def publish(args: argparse.Namespace) -> int:
+    from overtrained import claims
+
+    try:
+        written = claims.publish(args.run, args.to)
+    except FileNotFoundError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return 2
+    print(f"{len(written)} files -> {args.to}: {', '.join(written)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="overtrained", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -162,6 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("results", nargs="?", default="results", help="the results folder")
     p.add_argument("--format", choices=["table", "csv", "json", "markdown"], default="table")
     p.set_defaults(func=summary)
+    p = sub.add_parser(
+        "publish", help="copy a finished run's claims, tables and figures for a README"
+    )
+    p.add_argument("run", help="the run's working directory (it holds results/)")
+    p.add_argument("--to", required=True, help="where to write (e.g. docs/miniature-paper)")
+    p.set_defaults(func=publish)
     args = parser.parse_args(argv)
     return args.func(args)
 

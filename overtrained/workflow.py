@@ -49,6 +49,7 @@ STAGE_CODE = {
     "figures": ("figures.py",),
     "judge": ("judge.py", "loading.py"),
     "theory": ("theory.py", "figures.py"),
+    "claims": ("claims.py", "analysis.py"),
 }
 
 

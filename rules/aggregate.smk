@@ -89,3 +89,25 @@ rule figures:
         code=W.stage_code_hash("figures"),
     script:
         "../scripts/figures.py"
+
+
+rule claims:
+    """The paper's qualitative claims (a)-(e), each with an estimate, a 95% interval and a
+    verdict (overtrained/claims.py): Parquet, CSV, and Markdown for people."""
+    input:
+        metrics=rules.aggregate.output.metrics,
+        overtraining=rules.analysis.output.overtraining,
+    output:
+        parquet=f"{W.RESULTS}/tables/claims.parquet",
+        csv=f"{W.RESULTS}/tables/claims.csv",
+        md=f"{W.RESULTS}/claims.md",
+    log:
+        "logs/claims.log",
+    localrule: True
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        families=config["families"],
+        code=W.stage_code_hash("claims"),
+    script:
+        "../scripts/claims.py"

@@ -205,7 +205,7 @@ def test_a_moved_branch_reruns_nothing_until_repinned_then_only_its_jobs(run):
     assert f"re-pinned step1000-tokens4B {old[:12]} -> {new[:12]}" in printed
     # The sha is a params entry of every job reading the checkpoint, not only the
     # download's: with the download left out, its readers are stale by params alone.
-    readers = ("finetune", "probes", "sensitivity", "aggregate", "analysis", "figures")
+    readers = ("finetune", "probes", "sensitivity", "aggregate", "analysis", "figures", "claims")
     only_params = dry_run_jobs(
         work, "--rerun-triggers", "params", "--allowed-rules", *readers, env=run["offline"]
     )
@@ -224,7 +224,12 @@ def test_a_moved_branch_reruns_nothing_until_repinned_then_only_its_jobs(run):
         ("sensitivity", f"{ckpt}/sensitivity.json"),
     }
     # the tables and figures follow (the config hash covers the pins)
-    assert {rule for rule, _ in only_params} - per_model == {"aggregate", "analysis", "figures"}
+    assert {rule for rule, _ in only_params} - per_model == {
+        "aggregate",
+        "analysis",
+        "figures",
+        "claims",
+    }
     jobs = dry_run_jobs(work, env=run["offline"])
     assert dict(job_counts(jobs)) == {
         "download": 1,
@@ -234,5 +239,6 @@ def test_a_moved_branch_reruns_nothing_until_repinned_then_only_its_jobs(run):
         "aggregate": 1,
         "analysis": 1,
         "figures": 1,
+        "claims": 1,
     }
     assert all("step2000" not in out for _, out in jobs)

@@ -66,6 +66,7 @@ def expected_counts(preset: dict) -> dict:
         "aggregate": 1,
         "analysis": 1,
         "figures": 1,
+        "claims": 1,
         "theory": int(preset.get("theory", {}).get("enabled", True)),
     }
 

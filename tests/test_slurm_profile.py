@@ -225,6 +225,8 @@ def test_profile_by_name_plans_the_default_config(installed, tmp_path):
         "aggregate": 1,
         "analysis": 1,
         "figures": 1,
+        "claims": 1,
+        "theory": 1,
         "all": 1,
     }
     # The profile's settings: its default-resources for rules that set none, and its

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from overtrained import claims, figures, tables, theory, workflow
 from overtrained import config as C
-from overtrained import figures, tables, theory, workflow
 from tests.workflow_helpers import REPO, copy_repo, dry_run_jobs, job_counts, snakemake
 
 pytestmark = pytest.mark.workflow
@@ -36,6 +38,7 @@ def expected_counts(cfg: dict) -> dict:
         "aggregate": 1,
         "analysis": 1,
         "figures": 1,
+        "claims": 1,
         "theory": int(cfg["theory"]["enabled"]),
     }
     return {rule: n for rule, n in counts.items() if n}
@@ -324,7 +327,11 @@ def test_changing_one_lr_reruns_only_that_lr_and_aggregation(finished, tmp_path)
     path = tmp_path / "changed.yaml"
     path.write_text(yaml.safe_dump(cfg))
     jobs = dry_run_jobs(finished, "--configfile", str(path))
-    per_lr = [(rule, out) for rule, out in jobs if rule not in ("aggregate", "analysis", "figures")]
+    per_lr = [
+        (rule, out)
+        for rule, out in jobs
+        if rule not in ("aggregate", "analysis", "figures", "claims")
+    ]
     assert per_lr and all("ft/arith/lr0.003/" in out for _, out in per_lr)
     n_ckpt = len(cfg["families"]["tiny"]["budgets"])
     assert dict(job_counts(jobs)) == {
@@ -334,6 +341,7 @@ def test_changing_one_lr_reruns_only_that_lr_and_aggregation(finished, tmp_path)
         "aggregate": 1,
         "analysis": 1,
         "figures": 1,
+        "claims": 1,
     }
 
 
@@ -347,6 +355,35 @@ def test_the_theory_stage_wrote_its_tables_and_figure(finished):
     drawn = json.loads((finished / "results/figures/theory.json").read_text())
     assert len(drawn) == 6 and all(drawn.values())
     assert "simulated in" in (finished / "logs/theory.log").read_text()
+
+
+def test_the_claims_are_written_and_publish_copies_them(finished, tmp_path):
+    table = pq.read_table(finished / "results/tables/claims.parquet")
+    assert table.schema.remove_metadata() == claims.SCHEMA
+    text = (finished / "results/claims.md").read_text()
+    for letter, claim in claims.CLAIMS.items():
+        assert f"({letter}) {claim}" in text
+    # two budgets: nothing about a curve's shape can be read from them
+    rows = table.to_pandas()
+    assert set(rows.loc[rows["claim"] == "b", "verdict"]) <= {"not testable"}
+    out = tmp_path / "published"
+    result = subprocess.run(
+        [sys.executable, "-m", "overtrained.cli", "publish", str(finished), "--to", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (out / "claims.md").read_text() == text
+    assert pd.read_csv(out / "overtraining.csv").shape[0] == len(
+        pd.read_parquet(finished / "results/tables/overtraining.parquet")
+    )
+    assert {p.name for p in (out / "figures").glob("*.png")} >= {"theory.png", "retention.png"}
+    missing = subprocess.run(
+        [sys.executable, "-m", "overtrained.cli", "publish", str(tmp_path), "--to", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 2 and "run the workflow there first" in missing.stderr
 
 
 def test_changing_the_theory_reruns_only_the_theory(finished, tmp_path):
@@ -377,6 +414,7 @@ def test_changing_a_suite_reruns_only_that_suites_evaluations(finished, tmp_path
         "aggregate": 1,
         "analysis": 1,
         "figures": 1,
+        "claims": 1,
     }
     assert not [out for rule, out in jobs if rule == "probes" and "/base/" in out]
 
@@ -399,6 +437,7 @@ def test_a_stage_code_change_reruns_that_stage_and_downstream_only(finished):
         "aggregate": 1,
         "analysis": 1,
         "figures": 1,
+        "claims": 1,
     }
 
 

@@ -1,0 +1,11 @@
+"""Rule `claims`: the paper's claims (a)-(e) read off this run's tables."""
+
+from overtrained import claims
+from overtrained.entry import log_to
+
+log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
+smk = snakemake  # noqa: F821
+table = claims.write(
+    smk.input.metrics, smk.input.overtraining, {"families": smk.params.families}, smk.output
+)
+print(claims.overview(table).to_string(index=False))

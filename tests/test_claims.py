@@ -1,0 +1,187 @@
+"""overtrained.claims: the paper's claims (a)-(e) read off a run's tables.
+
+Every frame is built from curves of known shape (monotone, U, flat), seeds placed
+symmetrically around the designed mean, so each expected verdict follows from the
+construction."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from overtrained import analysis, claims
+from tests.test_analysis import TOKENS, metrics, row
+
+SPREAD = (-0.01, 0.0, 0.01)  # three seeds around each designed mean
+
+
+def noise_rows(means, family="f", gamma=0.1, spread=SPREAD) -> list[dict]:
+    return [
+        row(
+            t,
+            m + d,
+            metric="loss_increase",
+            model="perturbed",
+            suite="sensitivity",
+            family=family,
+            scaling="rms",
+            gamma=gamma,
+            noise_seed=i,
+        )
+        for t, m in zip(TOKENS, means, strict=True)
+        for i, d in enumerate(spread)
+    ]
+
+
+def retention_rows(means, lr=1e-3, task="t", family="f", spread=SPREAD, status="ok"):
+    return [
+        row(t, m + d, lr=lr, ft_task=task, family=family, ft_seed=i, status=status)
+        for t, m in zip(TOKENS, means, strict=True)
+        for i, d in enumerate(spread)
+    ]
+
+
+U = [4.0, 3.6, 3.4, 3.6, 4.0]  # minimum at TOKENS[2]
+FALLING = [4.0, 3.8, 3.6, 3.4, 3.2]
+RISING = [3.0, 3.2, 3.4, 3.6, 3.8]
+
+
+def only(rows: list[dict], **where) -> dict:
+    picked = [r for r in rows if all(r[k] == v for k, v in where.items())]
+    assert len(picked) == 1, picked
+    return picked[0]
+
+
+@pytest.mark.parametrize(
+    ("means", "verdict"),
+    [
+        ([0.1, 0.2, 0.3, 0.4, 0.5], "reproduced"),
+        ([0.1, 0.3, 0.25, 0.4, 0.5], "partly"),  # one step down, last >> first
+        ([0.3, 0.3, 0.3, 0.3, 0.3], "not reproduced"),
+        ([0.5, 0.4, 0.3, 0.2, 0.1], "not reproduced"),
+    ],
+)
+def test_noise_growth_verdicts(means, verdict):
+    (result,) = claims.noise_growth(metrics(noise_rows(means)))
+    assert result["verdict"] == verdict
+    assert result["estimate"] == pytest.approx(means[-1] - means[0])
+    if verdict != "not reproduced":  # Welch on 3 + 3 values with sd 0.01: a tight interval
+        assert result["ci_low"] > 0 and result["ci_high"] < 2 * result["estimate"]
+
+
+def test_noise_replicates_are_pretraining_seeds_when_there_are_several():
+    rows = []
+    for seed, shift in ((0, -0.05), (1, 0.0), (2, 0.05)):
+        for r in noise_rows([0.1, 0.2, 0.3, 0.4, 0.5]):
+            r.update(pretrain_seed=seed, value=r["value"] + shift)
+            rows.append(r)
+    reps = claims.replicates(metrics(rows).query("tokens == 1000"), "noise_seed")
+    assert sorted(reps["value"].round(6)) == [0.05, 0.1, 0.15]  # noise seeds averaged first
+
+
+def test_u_shape_verdicts_and_the_minimum():
+    rows = (
+        retention_rows(U, lr=1e-3)
+        + retention_rows(FALLING, lr=1e-2)
+        + retention_rows(RISING, lr=1e-1)
+        + retention_rows(U, lr=3e-1, spread=(-0.5, 0.0, 0.5))  # a U lost in seed noise
+    )
+    result, _ = claims.u_shapes(metrics(rows))
+    u = only(result, subject="t, LR 0.001")
+    assert u["verdict"] == "reproduced" and "minimum at 4K" in u["evidence"]
+    assert u["estimate"] == pytest.approx(U[-1] - U[2]) and u["ci_low"] > 0
+    assert only(result, subject="t, LR 0.01")["verdict"] == "not reproduced"
+    assert only(result, subject="t, LR 0.1")["verdict"] == "partly"
+    noisy = only(result, subject="t, LR 0.3")
+    assert noisy["verdict"] == "partly" and noisy["ci_low"] < 0
+
+
+def test_a_diverged_lr_is_not_testable():
+    rows = retention_rows(U, lr=1e-3) + retention_rows(U, lr=1.0, status="diverged")
+    result, turning = claims.u_shapes(metrics(rows))
+    assert only(result, subject="t, LR 1")["verdict"] == "not testable"
+    assert set(turning) == {("f", "t", 1e-3)}
+
+
+def shifted_u(minimum: int) -> list[float]:
+    return [3.0 + 0.2 * abs(i - minimum) for i in range(len(TOKENS))]
+
+
+@pytest.mark.parametrize(
+    ("minima", "verdict", "rho"),
+    [
+        ((3, 2, 1), "reproduced", -1.0),  # larger LR, earlier minimum
+        ((3, 1, 2), "partly", -0.5),
+        ((1, 2, 3), "not reproduced", 1.0),
+    ],
+)
+def test_turning_shift_with_the_lr(minima, verdict, rho):
+    rows = []
+    for lr, minimum in zip((1e-3, 1e-2, 1e-1), minima, strict=True):
+        rows += retention_rows(shifted_u(minimum), lr=lr)
+    _, turning = claims.u_shapes(metrics(rows))
+    (result,) = claims.turning_shift(turning)
+    assert result["verdict"] == verdict
+    assert result["estimate"] == pytest.approx(rho)
+    assert result["ci_low"] <= result["estimate"] <= result["ci_high"]
+
+
+def test_tuned_degradation_needs_one_task_that_degrades_and_one_that_does_not():
+    rows = []
+    for task, curve in (("a", U), ("b", FALLING)):
+        rows += retention_rows(curve, task=task)
+        rows += [  # its own-task loss selects the only LR
+            row(t, 1.0 + d, metric="id_loss", ft_task=task, eval_task=task, ft_seed=i)
+            for t in TOKENS
+            for i, d in enumerate(SPREAD)
+        ]
+    frame = metrics(rows)
+    over = analysis.overtraining(frame)
+    (result,) = [r for r in claims.tuned_degradation(over) if r["subject"].startswith("pretrain")]
+    assert result["verdict"] == "reproduced" and result["estimate"] == 1.0
+    assert "a: degrades" in result["evidence"] and "b: no degradation" in result["evidence"]
+
+
+CFG = {
+    "families": {
+        name: {
+            "source": "pretrain",
+            "model": {"hidden_size": 8, "num_hidden_layers": 2},
+            "training": {"schedule": schedule},
+        }
+        for name, schedule in (("cos", "cosine"), ("const", "constant"))
+    }
+}
+
+
+@pytest.mark.parametrize(
+    ("const_means", "verdict"),
+    [
+        ([0.1, 0.2, 0.3, 0.4, 0.5], "no difference detected"),
+        ([0.1, 0.4, 0.7, 1.0, 1.3], "schedules differ"),
+    ],
+)
+def test_schedule_effects_compare_intervals_at_one_size(const_means, verdict):
+    rows = noise_rows([0.1, 0.2, 0.3, 0.4, 0.5], family="cos")
+    rows += noise_rows(const_means, family="const")
+    a_rows = claims.noise_growth(metrics(rows), CFG)
+    assert {r["schedule"] for r in a_rows} == {"cosine", "constant"}
+    (result,) = claims.schedule_effects(a_rows, CFG)
+    assert result["verdict"] == verdict
+    assert result["family"] in ("const vs cos", "cos vs const") and result["size"] == "h8 x 2"
+
+
+def test_evaluate_and_markdown_cover_every_claim():
+    rows = noise_rows([0.1, 0.2, 0.3, 0.4, 0.5]) + retention_rows(U)
+    frame = metrics(rows)
+    table = claims.evaluate(frame, analysis.overtraining(frame))
+    assert list(table.columns) == claims.SCHEMA.names
+    assert set(table["claim"]) == {"a", "b", "c"}  # c: one LR, not testable
+    text = claims.markdown(table)
+    for letter, claim in claims.CLAIMS.items():
+        assert f"({letter}) {claim}" in text
+    assert "nothing measured" in text  # (d) has no tuned rows without an id_loss, (e) one family
+    assert math.isnan(table.loc[table["claim"] == "c", "estimate"].iloc[0])
+    pd.testing.assert_frame_equal(table, claims.evaluate(frame, analysis.overtraining(frame)))
