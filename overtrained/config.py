@@ -200,6 +200,13 @@ def _cross_checks(cfg: dict) -> None:
         spelled = [format_lr(lr) for lr in grid]
         if len(set(spelled)) != len(spelled):
             raise ConfigError(f"finetune.lrs.{task}: two learning rates are the same: {grid}")
+    for name, fam in cfg["families"].items():
+        unknown = [t for t in fam.get("finetune_tasks") or [] if t not in tasks]
+        if unknown:
+            raise ConfigError(
+                f"families.{name}.finetune_tasks: no task named {unknown[0]!r} in "
+                f"finetune.tasks (known: {', '.join(tasks)})"
+            )
     _check_hub_families(cfg)
     from overtrained import theory  # here: the config module stays light to import
 

@@ -164,12 +164,20 @@ def lr_value(cfg: dict, task: str, lr: str) -> float:
     raise KeyError(f"learning rate {lr!r} is not in finetune.lrs.{task}")
 
 
-def ft_models(cfg: dict) -> list[str]:
-    """Fine-tuned model ids, as used in paths: ft/{task}/lr{lr}/seed{seed}."""
+def ft_tasks(cfg: dict, family: str | None = None) -> list[str]:
+    """The fine-tuning tasks run on a family's checkpoints (every task when family is None
+    or the family names none)."""
+    chosen = cfg["families"][family].get("finetune_tasks") if family else None
+    return [task for task in cfg["finetune"]["tasks"] if chosen is None or task in chosen]
+
+
+def ft_models(cfg: dict, family: str | None = None) -> list[str]:
+    """Fine-tuned model ids, as used in paths: ft/{task}/lr{lr}/seed{seed} (of one family's
+    tasks, or of every task)."""
     ft = cfg["finetune"]
     return [
         f"ft/{task}/lr{format_lr(lr)}/seed{seed}"
-        for task in ft["tasks"]
+        for task in ft_tasks(cfg, family)
         for lr in ft["lrs"][task]
         for seed in ft["seeds"]
     ]
@@ -198,7 +206,7 @@ def evaluation_files(cfg: dict) -> list[str]:
     out = []
     for family in cfg["families"]:
         for ckpt in checkpoints(cfg, family):
-            for model in ["base", *ft_models(cfg)]:
+            for model in ["base", *ft_models(cfg, family)]:
                 for suite in suites(cfg):
                     out.append(f"{ckpt_dir(family, ckpt.name)}/{model}/eval/{suite}.json")
                 if model != "base" and parse_ft_model(model)[0] in judged:
@@ -211,7 +219,7 @@ def train_files(cfg: dict) -> list[str]:
         f"{ckpt_dir(family, ckpt.name)}/{model}/train.json"
         for family in cfg["families"]
         for ckpt in checkpoints(cfg, family)
-        for model in ft_models(cfg)
+        for model in ft_models(cfg, family)
     ]
 
 

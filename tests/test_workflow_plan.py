@@ -4,10 +4,11 @@ import copy
 import re
 
 import pytest
+import yaml
 
 from overtrained import cli, workflow
 from overtrained import config as C
-from tests.conftest import tiny_config
+from tests.conftest import TINY_CONFIG, tiny_config
 
 
 def test_fine_tuned_model_ids_round_trip():
@@ -18,6 +19,24 @@ def test_fine_tuned_model_ids_round_trip():
         task, lr, seed = workflow.parse_ft_model(model)
         assert workflow.lr_value(cfg, task, lr) in cfg["finetune"]["lrs"][task]
         assert re.fullmatch(workflow.wildcard_constraints(cfg)["model"], model)
+
+
+def test_a_family_can_run_a_subset_of_the_fine_tuning_tasks():
+    raw = yaml.safe_load(TINY_CONFIG.read_text())
+    raw["families"]["other"] = {**raw["families"]["tiny"], "finetune_tasks": ["arith"]}
+    cfg = C.load(raw)
+    assert workflow.ft_tasks(cfg, "other") == ["arith"]
+    assert {workflow.parse_ft_model(m)[0] for m in workflow.ft_models(cfg, "other")} == {"arith"}
+    assert workflow.ft_models(cfg, "tiny") == workflow.ft_models(cfg)
+    trained = workflow.train_files(cfg)
+    assert all("/ft/arith/" in path for path in trained if path.startswith("results/other/"))
+    assert any("/ft/lang/" in path for path in trained if path.startswith("results/tiny/"))
+    # base models are still evaluated on every suite; only the fine-tuned models are fewer
+    evaluated = [p for p in workflow.evaluation_files(cfg) if p.startswith("results/other/")]
+    assert any("/base/eval/" in p for p in evaluated)
+    raw["families"]["other"]["finetune_tasks"] = ["arithmetic"]
+    with pytest.raises(C.ConfigError, match="families.other.finetune_tasks: no task named"):
+        C.load(raw)
 
 
 def test_checkpoint_names_parse_back():
