@@ -53,7 +53,8 @@ CLAIMS = {
 }
 RULES = {
     "a": "reproduced: every step between consecutive budgets raises the mean increase and the "
-    "95% CI of (last - first) is above 0; partly: the CI is above 0; else not reproduced",
+    "95% CI of (last - first) is above 0; partly: the CI is above 0, or every step is up but "
+    "there is one replicate (no CI); else not reproduced",
     "b": "reproduced: the minimum is at an interior budget and the 95% CI of (last - minimum) "
     "is above 0; partly: an interior minimum with a CI that includes 0, or a curve that rises "
     "from the first budget (a turn below the range); else not reproduced",
@@ -122,7 +123,10 @@ def _welch(first: np.ndarray, last: np.ndarray) -> tuple[float, float, float]:
 
 
 def _bootstrap(points: list[tuple[int, np.ndarray]], statistic, rng) -> np.ndarray:
-    """`statistic(means per budget)` over resamples of each budget's replicates."""
+    """`statistic(means per budget)` over resamples of each budget's replicates (NaN when a
+    budget has a single replicate: nothing to resample)."""
+    if min(len(values) for _, values in points) < 2:
+        return np.full(BOOTSTRAP, np.nan)
     out = []
     for _ in range(BOOTSTRAP):
         means = [rng.choice(values, size=len(values)).mean() for _, values in points]
@@ -132,7 +136,7 @@ def _bootstrap(points: list[tuple[int, np.ndarray]], statistic, rng) -> np.ndarr
 
 def _interval(samples: np.ndarray) -> tuple[float, float]:
     finite = samples[np.isfinite(samples)]
-    if len(finite) < 0.9 * len(samples):
+    if not len(samples) or len(finite) < 0.9 * len(samples):
         return math.nan, math.nan
     return float(np.quantile(finite, 0.025)), float(np.quantile(finite, 0.975))
 
@@ -172,8 +176,8 @@ def noise_growth(metrics: pd.DataFrame, cfg: Mapping | None = None) -> list[dict
         )
         if steps == len(points) - 1 and low > 0:
             verdict = "reproduced"
-        elif low > 0:
-            verdict = "partly"
+        elif low > 0 or (steps == len(points) - 1 and not np.isfinite(low)):
+            verdict = "partly"  # (or every step up, but one replicate: no interval)
         else:
             verdict = "not reproduced"
         curve = ", ".join(f"{_tokens(t)} {m:.3g}" for (t, _), m in zip(points, means, strict=True))
@@ -309,7 +313,8 @@ def turning_shift(turning: dict, cfg: Mapping | None = None) -> list[dict]:
         )
         rho = _spearman(lrs, turns)
         samples = []
-        for _ in range(BOOTSTRAP // 4):
+        single = min(len(v) for _, p, _ in entries for _, v in p) < 2
+        for _ in range(0 if single else BOOTSTRAP // 4):
             resampled = [
                 _turning(np.asarray([rng.choice(v, len(v)).mean() for _, v in p]), t)
                 for _, p, t in entries

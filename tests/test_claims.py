@@ -71,6 +71,18 @@ def test_noise_growth_verdicts(means, verdict):
         assert result["ci_low"] > 0 and result["ci_high"] < 2 * result["estimate"]
 
 
+def test_one_replicate_gives_no_interval_and_at_most_partly():
+    (result,) = claims.noise_growth(metrics(noise_rows([0.1, 0.2, 0.3, 0.4, 0.5], spread=(0,))))
+    assert result["verdict"] == "partly" and math.isnan(result["ci_low"])
+    rows = []
+    for lr, minimum in zip((1e-3, 1e-2), (3, 1), strict=True):
+        rows += retention_rows(shifted_u(minimum), lr=lr, spread=(0,))
+    b_rows, turning = claims.u_shapes(metrics(rows))
+    assert all(r["verdict"] == "partly" and math.isnan(r["ci_low"]) for r in b_rows)
+    (c_row,) = claims.turning_shift(turning)
+    assert c_row["verdict"] == "reproduced" and math.isnan(c_row["ci_low"])
+
+
 def test_noise_replicates_are_pretraining_seeds_when_there_are_several():
     rows = []
     for seed, shift in ((0, -0.05), (1, 0.0), (2, 0.05)):
