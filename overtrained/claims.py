@@ -53,8 +53,8 @@ CLAIMS = {
 }
 RULES = {
     "a": "reproduced: every step between consecutive budgets raises the mean increase and the "
-    "95% CI of (last - first) is above 0; partly: the CI is above 0, or every step is up but "
-    "there is one replicate (no CI); else not reproduced",
+    "95% CI of (last - first) is above 0; partly: one of the two (every step up, or the CI "
+    "above 0); else not reproduced",
     "b": "reproduced: the minimum is at an interior budget and the 95% CI of (last - minimum) "
     "is above 0; partly: an interior minimum with a CI that includes 0, or a curve that rises "
     "from the first budget (a turn below the range); else not reproduced",
@@ -174,10 +174,11 @@ def noise_growth(metrics: pd.DataFrame, cfg: Mapping | None = None) -> list[dict
         significant = sum(
             _welch(a, b)[1] > 0 for (_, a), (_, b) in zip(points, points[1:], strict=False)
         )
-        if steps == len(points) - 1 and low > 0:
+        monotone = steps == len(points) - 1
+        if monotone and low > 0:
             verdict = "reproduced"
-        elif low > 0 or (steps == len(points) - 1 and not np.isfinite(low)):
-            verdict = "partly"  # (or every step up, but one replicate: no interval)
+        elif monotone or low > 0:
+            verdict = "partly"
         else:
             verdict = "not reproduced"
         curve = ", ".join(f"{_tokens(t)} {m:.3g}" for (t, _), m in zip(points, means, strict=True))

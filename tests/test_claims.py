@@ -59,6 +59,7 @@ def only(rows: list[dict], **where) -> dict:
     [
         ([0.1, 0.2, 0.3, 0.4, 0.5], "reproduced"),
         ([0.1, 0.3, 0.25, 0.4, 0.5], "partly"),  # one step down, last >> first
+        ([0.1, 0.3, 0.25, 0.2, 0.1], "not reproduced"),  # up, then back down
         ([0.3, 0.3, 0.3, 0.3, 0.3], "not reproduced"),
         ([0.5, 0.4, 0.3, 0.2, 0.1], "not reproduced"),
     ],
@@ -81,6 +82,13 @@ def test_one_replicate_gives_no_interval_and_at_most_partly():
     assert all(r["verdict"] == "partly" and math.isnan(r["ci_low"]) for r in b_rows)
     (c_row,) = claims.turning_shift(turning)
     assert c_row["verdict"] == "reproduced" and math.isnan(c_row["ci_low"])
+
+
+def test_every_step_up_with_a_wide_interval_is_partly():
+    (result,) = claims.noise_growth(
+        metrics(noise_rows([0.1, 0.2, 0.3, 0.4, 0.5], spread=(-0.5, 0.5)))
+    )
+    assert result["ci_low"] < 0 and result["verdict"] == "partly"
 
 
 def test_noise_replicates_are_pretraining_seeds_when_there_are_several():

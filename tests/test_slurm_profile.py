@@ -217,6 +217,7 @@ def test_profile_by_name_plans_the_default_config(installed, tmp_path):
     assert Counter(job["rule"] for job in jobs) == {
         "corpus": 1,
         "task_data": 3,
+        "pretrain_trunk": 1,
         "pretrain": 5,
         "finetune": 20,
         "evaluate": 25,
