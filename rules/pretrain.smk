@@ -14,9 +14,13 @@ rule corpus:
         "logs/corpus/{family}.benchmark.tsv"
     wildcard_constraints:
         family=W.alternatives(W.family_names(config, "pretrain")),
+    # Corpus and pre-training first: every later job waits for them, and a trunk is long.
+    priority: 100
     conda:
         "../envs/train.yaml"
-    threads: 2
+    # One thread (its output does not depend on it): a two-thread job waits for two free
+    # cores, which never come while one-core fine-tuning jobs keep arriving.
+    threads: 1
     resources:
         mem_mb=lambda wildcards, attempt: 2000 * attempt,
         runtime=30,
@@ -40,6 +44,7 @@ rule pretrain_trunk:
         "logs/pretrain_trunk/{family}-seed{seed}.benchmark.tsv"
     wildcard_constraints:
         family=W.alternatives(W.family_names(config, "pretrain")),
+    priority: 100
     conda:
         "../envs/train.yaml"
     threads: 1
@@ -67,6 +72,7 @@ rule pretrain:
         "logs/pretrain/{family}/{ckpt}.benchmark.tsv"
     wildcard_constraints:
         family=W.alternatives(W.family_names(config, "pretrain")),
+    priority: 100
     conda:
         "../envs/train.yaml"
     threads: 1

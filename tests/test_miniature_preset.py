@@ -74,7 +74,7 @@ def reduced() -> dict:
     task, and its noise scales and seeds unchanged: a few minutes on 2 cores."""
     cfg = copy.deepcopy(preset())
     name, family = next(iter(cfg["families"].items()))
-    family["budgets"] = ["250K", "1M", "4M"]
+    family["budgets"] = ["125K", "500K", "2M"]
     cfg["families"] = {name: family}
     cfg["finetune"]["tasks"] = {"lang": {**cfg["finetune"]["tasks"]["lang"], "n_train": 32}}
     cfg["finetune"]["lrs"] = {"lang": [1.0e-2]}
