@@ -251,7 +251,9 @@ def u_shapes(metrics: pd.DataFrame, cfg: Mapping | None = None) -> tuple[list[di
             )
             continue
         lowest = int(np.argmin(means))
-        change, low, high = _welch(points[lowest][1], points[-1][1])
+        change, low, high = 0.0, math.nan, math.nan  # best at the last budget: nothing to test
+        if lowest < len(points) - 1:
+            change, low, high = _welch(points[lowest][1], points[-1][1])
         turns = _bootstrap(points, lambda m, t=tokens: _turning(m, t), rng)
         turn_low, turn_high = _interval(turns)
         turning[(family, task, lr)] = (points, tokens)
