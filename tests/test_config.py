@@ -50,7 +50,7 @@ def test_every_schema_property_is_described_and_defaulted():
 
 def test_shipped_config_is_valid():
     cfg = C.load(DEFAULT)
-    assert cfg["families"]["mini"]["budgets"][0] == "250K"
+    assert cfg["families"]["mini"]["budgets"][0] == "1M"
 
 
 @pytest.mark.parametrize(

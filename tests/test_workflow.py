@@ -30,6 +30,11 @@ def expected_counts(cfg: dict) -> dict:
         "task_data": n_families * len(workflow.generated_task_names(cfg)),
         "prefetch_dataset": n_datasets,
         "dataset_task": n_datasets,
+        "pretrain_trunk": sum(
+            len(f["seeds"])
+            for f in cfg["families"].values()
+            if f["training"]["schedule"] != "cosine"
+        ),
         "pretrain": n_ckpt,
         "finetune": n_ckpt * n_ft,
         "evaluate": n_ckpt * (1 + n_ft) * len(cfg["evaluate"]["suites"]),
