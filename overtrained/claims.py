@@ -204,9 +204,9 @@ def noise_growth(metrics: pd.DataFrame, cfg: Mapping | None = None) -> list[dict
 
 
 def _retention_curves(metrics: pd.DataFrame) -> pd.DataFrame:
-    ft = analysis._prepare(metrics)
-    ft = ft[(ft["suite"] == "probes") & (ft["metric"] == "pretrain_loss")]
-    diverged = analysis._lrs_at_checkpoints(analysis._prepare(metrics))
+    prepared = analysis._prepare(metrics)
+    ft = prepared[(prepared["suite"] == "probes") & (prepared["metric"] == "pretrain_loss")]
+    diverged = analysis._lrs_at_checkpoints(prepared)
     bad = diverged.loc[diverged["diverged"], ["family", "ft_task", "lr"]].drop_duplicates()
     marked = ft.merge(bad.assign(any_diverged=True), on=["family", "ft_task", "lr"], how="left")
     return marked.assign(any_diverged=marked["any_diverged"].fillna(False).astype(bool))
