@@ -81,41 +81,46 @@ def loaders(model_dir: Path, device: str):
     }
 
 
+def setting(row: dict) -> tuple[str, float, int]:
+    return row["scaling"], row["gamma"], row["seed"]
+
+
 def measure(model, record: dict, windows) -> dict:
-    """Every (scaling, gamma, seed) of a CPU sensitivity record, measured on `model`."""
+    """The stage's loop (`sensitivity.perturbations`) over the settings a run recorded."""
     import torch
 
+    gammas: dict[str, list[float]] = {}
+    for row in record["perturbations"]:
+        gammas.setdefault(row["scaling"], [])
+        if row["gamma"] not in gammas[row["scaling"]]:
+            gammas[row["scaling"]].append(row["gamma"])
+    seeds = list(dict.fromkeys(row["seed"] for row in record["perturbations"]))
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    base, _ = pretrain_loss(model, windows)
-    increases = {}
-    for scaling in dict.fromkeys(row["scaling"] for row in record["perturbations"]):
-        scales = sensitivity.noise_scales(model, scaling)
-        for row in record["perturbations"]:
-            if row["scaling"] == scaling:
-                loss = sensitivity.perturbed_loss(model, scales, row["gamma"], row["seed"], windows)
-                increases[(scaling, row["gamma"], row["seed"])] = loss - base
+    base, _, rows = sensitivity.perturbations(model, windows, gammas, seeds)
     restored = all(torch.equal(before[name], p) for name, p in model.named_parameters())
-    return {"base_loss": base, "increases": increases, "weights_restored_bit_identical": restored}
+    return {
+        "base_loss": base,
+        "increases": {setting(row): row["loss_increase"] for row in rows},
+        "weights_restored_bit_identical": restored,
+    }
 
 
 def numerics(data: Path, device: str = "cuda") -> dict:
     config = provenance.read_json(data / "small" / "config.json")
+    windows = heldout_windows(  # one held-out stream and token count for both checkpoints
+        data / "heldout.npy",
+        provenance.read_json(data / "retention.json")["retention_tokens"],
+        config["max_position_embeddings"],
+    )
     cpu, runs = {}, {}
     for name in ("small", "large"):
         record = provenance.read_json(data / name / "sensitivity.json")
-        windows = heldout_windows(
-            data / "heldout.npy",
-            provenance.read_json(data / "retention.json")["retention_tokens"],
-            config["max_position_embeddings"],
-        )
-        cpu[name] = {
-            (r["scaling"], r["gamma"], r["seed"]): r["loss_increase"]
-            for r in record["perturbations"]
-        }
+        cpu[name] = {setting(row): row["loss_increase"] for row in record["perturbations"]}
         runs[name] = {
             way: measure(load(), record, windows)
             for way, load in loaders(data / name, device).items()
         }
+    all_cpu = [value for per_setting in cpu.values() for value in per_setting.values()]
     summary = {}
     for way in ("native_fp32", "hf_fp32", "hf_bf16"):
         diffs = [abs(runs[n][way]["increases"][k] - cpu[n][k]) for n in cpu for k in cpu[n]]
@@ -126,8 +131,7 @@ def numerics(data: Path, device: str = "cuda") -> dict:
         summary[way] = {
             "base_loss": {n: runs[n][way]["base_loss"] for n in cpu},
             "max_abs_diff_from_cpu_increase": max(diffs),
-            "mean_cpu_increase": sum(v for n in cpu for v in cpu[n].values())
-            / sum(len(cpu[n]) for n in cpu),
+            "mean_cpu_increase": sum(all_cpu) / len(all_cpu),
             "settings_where_large_budget_rises_more": f"{sum(large_wins)}/{len(large_wins)}",
             "weights_restored_bit_identical": all(
                 runs[n][way]["weights_restored_bit_identical"] for n in cpu

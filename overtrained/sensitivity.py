@@ -71,22 +71,10 @@ def perturbed_loss(
     return loss
 
 
-def run(
-    model_dir: str | Path,
-    heldout_stream: str | Path,
-    gammas: dict[str, list[float]],
-    seeds: list[int],
-    retention_tokens: int,
-    out_json: str | Path,
-    params: dict,
-    loading: dict | None = None,
-) -> dict:
-    """Perturb one model along every (scaling, gamma, seed); `loading`: the family's loading
-    options (workflow.loading_options)."""
-    started, t0 = provenance.now(), time.perf_counter()
-    model = load_probe_model(model_dir, **(loading or {}))
-    config = provenance.read_json(Path(model_dir) / "config.json")
-    windows = heldout_windows(heldout_stream, retention_tokens, config["max_position_embeddings"])
+def perturbations(
+    model, windows: torch.Tensor, gammas: dict[str, list[float]], seeds: list[int]
+) -> tuple[float, int, list[dict]]:
+    """(unperturbed loss, positions scored, one row per (scaling, gamma, seed))."""
     base, n = pretrain_loss(model, windows)
     rows = []
     for scaling, grid in gammas.items():
@@ -104,6 +92,26 @@ def run(
                         "n": n,
                     }
                 )
+    return base, n, rows
+
+
+def run(
+    model_dir: str | Path,
+    heldout_stream: str | Path,
+    gammas: dict[str, list[float]],
+    seeds: list[int],
+    retention_tokens: int,
+    out_json: str | Path,
+    params: dict,
+    loading: dict | None = None,
+) -> dict:
+    """Perturb one model along every (scaling, gamma, seed); `loading`: the family's loading
+    options (workflow.loading_options)."""
+    started, t0 = provenance.now(), time.perf_counter()
+    model = load_probe_model(model_dir, **(loading or {}))
+    config = provenance.read_json(Path(model_dir) / "config.json")
+    windows = heldout_windows(heldout_stream, retention_tokens, config["max_position_embeddings"])
+    base, n, rows = perturbations(model, windows, gammas, seeds)
     weight_rms = {name: _rms(p) for name, p in model.named_parameters() if p.ndim == 2}
     record = provenance.record(
         "sensitivity",
