@@ -16,6 +16,7 @@ min_version("9.0")
 sys.path.insert(0, workflow.basedir)
 
 import overtrained.config
+import overtrained.job_server
 import overtrained.lm_eval_index
 import overtrained.pins
 import overtrained.slurm_profile
@@ -45,6 +46,13 @@ except overtrained.config.ConfigError as error:
 
 
 report: "report/workflow.rst"
+
+
+onstart:
+    # Local rules on a cluster's login node run as plain processes (no job server there).
+    overtrained.job_server.local_jobs_of(
+        getattr(workflow.executor_plugin, "name", None)
+    )
 
 
 wildcard_constraints:

@@ -6,6 +6,7 @@ overtrained pin [config.yaml] [--repin [BRANCH ...]]   # pin hub checkpoints to 
 overtrained summary [results/] [--format table|csv|json|markdown]   # overtraining verdicts
 overtrained publish RUN --to DIR   # a run's claims, tables (CSV) and figures, for a README
 overtrained install-profile [--name slurm] [--force]   # `snakemake --profile slurm` from anywhere
+overtrained job-server [status|stop]   # the local job server's warm processes
 """
 
 from __future__ import annotations
@@ -123,6 +124,19 @@ def publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def job_server(args: argparse.Namespace) -> int:
+    from overtrained import job_server as server
+
+    if args.action == "stop":
+        print(f"stopped {server.stop_all()} job server(s)")
+        return 0
+    running = server.servers()
+    print(f"{len(running)} job server(s) running")
+    for entry in running:
+        print(f"  pid {entry['pid']}  log {entry['log']}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="overtrained", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -181,6 +195,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run", help="the run's working directory (it holds results/)")
     p.add_argument("--to", required=True, help="where to write (e.g. docs/miniature-paper)")
     p.set_defaults(func=publish)
+    p = sub.add_parser(
+        "job-server",
+        help="list or stop the local job server's processes (they exit by themselves when idle)",
+    )
+    p.add_argument("action", nargs="?", choices=["status", "stop"], default="status")
+    p.set_defaults(func=job_server)
     args = parser.parse_args(argv)
     return args.func(args)
 

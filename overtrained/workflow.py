@@ -413,10 +413,14 @@ def export_library_path(basedir: str) -> None:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
+# Left out of the tables' config hash: no table depends on them. Editing the theory re-runs
+# only the theory stage; editing how jobs execute re-runs nothing.
+UNHASHED_SECTIONS = ("theory", "execution")
+
+
 def config_hash(cfg: dict) -> str:
-    """The config's hash, a `params:` entry of the tables' rules. The theory section is left
-    out: no table depends on it, so editing it re-runs only the theory stage."""
-    measured = {key: value for key, value in cfg.items() if key != "theory"}
+    """The config's hash, a `params:` entry of the tables' rules (UNHASHED_SECTIONS aside)."""
+    measured = {key: value for key, value in cfg.items() if key not in UNHASHED_SECTIONS}
     digest = hashlib.sha256(json.dumps(measured, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:16]
 

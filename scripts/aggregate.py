@@ -1,5 +1,10 @@
 """Rule `aggregate`: every JSON result into results/tables/metrics.parquet."""
 
+from overtrained.job_server import hand_over
+
+# Runs this job in a warm worker of the local job server where one is wanted (see there).
+hand_over(snakemake, __file__)  # noqa: F821 (injected by Snakemake)
+
 from overtrained import provenance, tables
 from overtrained.entry import log_to
 

@@ -1,6 +1,11 @@
 """Rule `analysis`: the LR chosen per checkpoint and the overtraining verdicts, from
 results/tables/metrics.parquet (two Parquet tables; the verdicts also go to the log)."""
 
+from overtrained.job_server import hand_over
+
+# Runs this job in a warm worker of the local job server where one is wanted (see there).
+hand_over(snakemake, __file__)  # noqa: F821 (injected by Snakemake)
+
 import pandas as pd
 
 from overtrained import analysis, provenance

@@ -1,5 +1,10 @@
 """Rule `corpus`: tokenizer + pre-training and held-out token streams of one family."""
 
+from overtrained.job_server import hand_over
+
+# Runs this job in a warm worker of the local job server where one is wanted (see there).
+hand_over(snakemake, __file__)  # noqa: F821 (injected by Snakemake)
+
 import time
 from pathlib import Path
 

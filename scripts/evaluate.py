@@ -1,5 +1,10 @@
 """Rule `evaluate`: one lm-eval suite on one model (base or fine-tuned)."""
 
+from overtrained.job_server import hand_over
+
+# Runs this job in a warm worker of the local job server where one is wanted (see there).
+hand_over(snakemake, __file__, wait=True)  # noqa: F821 (its own imports: 4-10 s)
+
 from overtrained import evaluate, provenance, workflow
 from overtrained.entry import log_to, params_dict
 

@@ -4,6 +4,11 @@ Hyperparameters come from `params` (a change re-runs the job); execution setting
 the GPU count and checkpoint interval come from the config (a change re-runs nothing).
 """
 
+from overtrained.job_server import hand_over
+
+# Runs this job in a warm worker of the local job server where one is wanted (see there).
+hand_over(snakemake, __file__, wait=True)  # noqa: F821 (its own imports: 4-10 s)
+
 from pathlib import Path
 
 from overtrained import finetune, provenance, workflow

@@ -1,5 +1,10 @@
 """Rule `pretrain`: one checkpoint (budget x seed) of a pretrain family."""
 
+from overtrained.job_server import hand_over
+
+# Runs this job in a warm worker of the local job server where one is wanted (see there).
+hand_over(snakemake, __file__)  # noqa: F821 (injected by Snakemake)
+
 from pathlib import Path
 
 from overtrained import pretrain

@@ -1,5 +1,10 @@
 """Rule `retention_stream`: the retention documents as a family's held-out token stream."""
 
+from overtrained.job_server import hand_over
+
+# Runs this job in a warm worker of the local job server where one is wanted (see there).
+hand_over(snakemake, __file__)  # noqa: F821 (injected by Snakemake)
+
 from pathlib import Path
 
 from overtrained import provenance, retention, workflow

@@ -1,5 +1,10 @@
 """Rule `task_data`: train/test JSONL of one miniature fine-tuning task."""
 
+from overtrained.job_server import hand_over
+
+# Runs this job in a warm worker of the local job server where one is wanted (see there).
+hand_over(snakemake, __file__)  # noqa: F821 (injected by Snakemake)
+
 from pathlib import Path
 
 from overtrained import corpus, provenance, tasks

@@ -1,5 +1,10 @@
 """Rule `theory`: the two-layer linear network experiment (overtrained/theory.py)."""
 
+from overtrained.job_server import hand_over
+
+# Runs this job in a warm worker of the local job server where one is wanted (see there).
+hand_over(snakemake, __file__)  # noqa: F821 (injected by Snakemake)
+
 from overtrained import theory
 from overtrained.entry import log_to
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,9 @@ import yaml
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# The job servers that the tests' workflow runs start live in a folder of this session's,
+# and are stopped when it ends (a developer's own runs keep theirs).
+os.environ["OVERTRAINED_JOB_SERVER_DIR"] = tempfile.mkdtemp(prefix="ot-job-servers-")
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -23,6 +28,13 @@ def pytest_sessionstart(session):
 
     with contextlib.suppress(OSError):
         remove_config()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    from overtrained import job_server
+
+    job_server.stop_all()
+    shutil.rmtree(os.environ["OVERTRAINED_JOB_SERVER_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

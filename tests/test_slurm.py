@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from overtrained import job_server
 from tests import slurm_cluster
 from tests.workflow_helpers import REPO, copy_repo, snakemake
 
@@ -117,6 +118,12 @@ def test_gpu_rules_asked_for_gpus_and_cpu_rules_did_not(runs):
     assert probes["allocation"]["cuda_available"] is False  # ... which CUDA cannot use
 
 
+def served_logs(work, rule: str) -> list:
+    """Logs of `rule` (every rule: "") whose job ran in a worker of the job server."""
+    pattern = f"logs/{rule}/**/*.log" if rule else "logs/**/*.log"
+    return [log for log in work.glob(pattern) if job_server.read_usage(log)]
+
+
 def test_results_equal_a_local_run(runs):
     def metrics(work):
         frame = pd.read_parquet(work / "results/tables/metrics.parquet")
@@ -124,6 +131,10 @@ def test_results_equal_a_local_run(runs):
         frame = frame[measured][[*KEYS, "value"]]
         return frame.set_index(KEYS).sort_index()["value"]
 
+    # The local run's jobs ran in workers of the job server, the cluster's each in its own
+    # process (Slurm jobs, and local rules on the "login node"): the same numbers either way.
+    assert served_logs(runs["local"], "finetune") and served_logs(runs["local"], "evaluate")
+    assert not served_logs(runs["cluster"], "")
     local, cluster = metrics(runs["local"]), metrics(runs["cluster"])
     assert len(local) > 50 and local.index.equals(cluster.index)
     difference = (local - cluster).abs() / local.abs().clip(lower=1e-12)

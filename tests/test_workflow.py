@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from overtrained import claims, figures, tables, theory, workflow
+from overtrained import claims, figures, job_server, tables, theory, workflow
 from overtrained import config as C
 from tests.workflow_helpers import REPO, copy_repo, dry_run_jobs, job_counts, snakemake
 
@@ -285,11 +285,29 @@ def test_fine_tuned_weights_are_deleted_after_evaluation(finished):
 
 
 def test_no_job_exceeds_its_memory(finished):
+    """Snakemake's benchmark for jobs in their own process, the worker's own peak for jobs
+    the job server ran (the benchmark sees only their client)."""
     peaks = [
         pd.read_csv(path, sep="\t")["max_rss"].max()
         for path in finished.glob("logs/**/*.benchmark.tsv")
     ]
-    assert peaks and max(peaks) < 2048
+    served = [job_server.read_usage(log) for log in finished.glob("logs/**/*.log")]
+    served = [usage["peak_rss_mib"] for usage in served if usage]
+    assert peaks and served and max(peaks + served) < 2048
+
+
+def test_local_jobs_ran_in_job_server_workers(finished):
+    """Fine-tuning and evaluation wait for the job server, and the tables come after it has
+    started, so all of these ran in its workers (execution.job_server auto, no scheduler, no
+    GPU): the numbers these tests check were made there."""
+    logs = [
+        log
+        for log in finished.glob("logs/**/*.log")
+        if log.relative_to(finished / "logs").parts[0] in ("finetune", "evaluate")
+        or log.name in ("aggregate.log", "analysis.log", "figures.log", "claims.log")
+    ]
+    unserved = [str(log) for log in logs if job_server.read_usage(log) is None]
+    assert len(logs) > 10 and not unserved
 
 
 def test_second_run_has_nothing_to_do(finished):
@@ -495,3 +513,19 @@ def test_evaluations_record_which_model_they_scored(finished):
 
 def test_no_trainer_checkpoint_outlives_a_successful_run(finished):
     assert not list((finished / "scratch").rglob("*"))
+
+
+def test_how_jobs_execute_is_not_a_reason_to_rerun(finished, tmp_path):
+    """The job server's setting and its code change no result, so neither re-runs a job."""
+    cfg = yaml.safe_load((finished / "config.yaml").read_text())
+    cfg["execution"] = {"job_server": "off"}
+    path = tmp_path / "off.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert dry_run_jobs(finished, "--configfile", str(path)) == []
+    source = finished / "overtrained/job_server.py"
+    original = source.read_text()
+    try:
+        source.write_text(original + "\n# a change to how jobs are executed\n")
+        assert dry_run_jobs(finished) == []
+    finally:
+        source.write_text(original)
