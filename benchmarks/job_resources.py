@@ -1,5 +1,9 @@
 """Per-rule time and peak memory of a finished run, from Snakemake's `benchmark:` files.
 
+A job that ran in a worker of the local job server (overtrained/job_server.py) has its
+worker's peak memory in its log (Snakemake's benchmark measures only the job's client
+process): that number is used for it.
+
     .venv/bin/python benchmarks/job_resources.py [RUN_DIR]      # default: current directory
 
 Prints, per rule: jobs, median and max seconds, summed seconds, and peak RSS (MiB), and
@@ -13,7 +17,15 @@ from pathlib import Path
 
 import pandas as pd
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from overtrained.job_server import read_usage  # noqa: E402
+
 LIMIT_MIB = 2048
+
+
+def log_of(benchmark: Path) -> Path:
+    """logs/<rule>/<job>.benchmark.tsv -> logs/<rule>/<job>.log (the rules name them so)."""
+    return benchmark.with_name(benchmark.name.removesuffix(".benchmark.tsv") + ".log")
 
 
 def main() -> int:
@@ -21,11 +33,13 @@ def main() -> int:
     rows = []
     for path in sorted((run / "logs").glob("**/*.benchmark.tsv")):
         bench = pd.read_csv(path, sep="\t").iloc[-1]
+        usage = read_usage(log_of(path)) or {}
         rows.append(
             {
                 "rule": path.relative_to(run / "logs").parts[0],
                 "s": bench["s"],
-                "max_rss": bench["max_rss"],
+                "max_rss": max(bench["max_rss"], usage.get("peak_rss_mib", 0)),
+                "served": bool(usage),
             }
         )
     if not rows:
@@ -38,6 +52,7 @@ def main() -> int:
         max_s=("s", "max"),
         sum_s=("s", "sum"),
         peak_rss_mib=("max_rss", "max"),
+        served=("served", "sum"),
     )
     print(table.round(1).to_string())
     print(

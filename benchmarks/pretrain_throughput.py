@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -105,7 +106,8 @@ def throughput(family: dict, steps: int, repeats: int) -> None:
 
 
 def run_snakemake(command: list[str], work: Path) -> None:
-    result = subprocess.run(command, capture_output=True, text=True, cwd=work)
+    env = {**os.environ, "OVERTRAINED_JOB_SERVER": "off"}
+    result = subprocess.run(command, capture_output=True, text=True, cwd=work, env=env)
     if result.returncode:
         sys.exit(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
 
@@ -115,6 +117,9 @@ def fixed_cost(base_config: dict) -> None:
     cfg = yaml.safe_load(yaml.safe_dump(base_config))
     family = next(iter(cfg["families"].values()))
     train = family.setdefault("training", {})
+    # One run per budget: with a trunk schedule (the default's constant LR) the `pretrain`
+    # job only reads a checkpoint off the trunk and takes no optimizer step.
+    train["schedule"] = "cosine"
     tokens_per_step = train.get("batch_size", 16) * train.get("seq_len", 128)
     family["budgets"] = [4 * tokens_per_step]
     train["warmup_tokens"] = tokens_per_step
@@ -136,6 +141,7 @@ def fixed_cost(base_config: dict) -> None:
             "1",
         ]
         run_snakemake(snakemake + [f"results/{name}/corpus/train.npy"], work)
+        # "From the job's process start": a fresh process, not a worker of the job server.
         costs = []
         for _ in range(3):
             shutil.rmtree(work / f"results/{name}/{budget}-seed0", ignore_errors=True)
