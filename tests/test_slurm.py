@@ -131,9 +131,12 @@ def test_results_equal_a_local_run(runs):
         frame = frame[measured][[*KEYS, "value"]]
         return frame.set_index(KEYS).sort_index()["value"]
 
-    # The local run's jobs ran in workers of the job server, the cluster's each in its own
-    # process (Slurm jobs, and local rules on the "login node"): the same numbers either way.
-    assert served_logs(runs["local"], "finetune") and served_logs(runs["local"], "evaluate")
+    # The local run's CPU jobs ran in workers of the job server and its GPU jobs (evaluate,
+    # probes, sensitivity ask for the fake GPU here) each in its own process, as did every
+    # job of the cluster run (Slurm jobs, and local rules on the "login node"): the same
+    # numbers either way.
+    assert served_logs(runs["local"], "finetune") and served_logs(runs["local"], "pretrain")
+    assert not served_logs(runs["local"], "evaluate") and not served_logs(runs["local"], "probes")
     assert not served_logs(runs["cluster"], "")
     local, cluster = metrics(runs["local"]), metrics(runs["cluster"])
     assert len(local) > 50 and local.index.equals(cluster.index)
