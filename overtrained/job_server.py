@@ -24,8 +24,9 @@ library files and one environment (its key hashes them): a job with another envi
 (other thread counts, another virtualenv) gets a server of its own. Workers never reach
 the network (HF_HUB_OFFLINE and HF_DATASETS_OFFLINE are set), as compute jobs never do;
 jobs that download (prefetch, hub download) do not use the server. A server exits when no
-job has used it for `IDLE_SECONDS` once the Snakemake processes it served are gone, or for
-`MAX_IDLE_SECONDS` in any case; `python -m overtrained.job_server stop` stops them now.
+server lives as long as the Snakemake processes that started or used it, and exits
+`IDLE_SECONDS` after the last of them with no job running (after `MAX_IDLE_SECONDS` idle
+where it knows of none); `python -m overtrained.job_server stop` stops them now.
 
 This module imports only the standard library: a job's client side must cost nothing.
 """
@@ -82,8 +83,8 @@ PRELOAD_NAMES = (
     ("transformers", ("AutoModelForCausalLM", "AutoTokenizer", "Trainer", "TrainerCallback")),
     ("trl", ("SFTConfig", "SFTTrainer")),
 )
-IDLE_SECONDS = 30  # after the last Snakemake process it served has ended
-MAX_IDLE_SECONDS = 300
+IDLE_SECONDS = 30  # after the last Snakemake process it started for or served has ended
+MAX_IDLE_SECONDS = 300  # idle, where no Snakemake process is known (not Linux's /proc)
 STARTUP_SECONDS = 300  # a server must accept within this, or the job runs here
 USAGE_PREFIX = "[job-server] "
 HEADER = struct.Struct("!Q")
@@ -262,8 +263,11 @@ def connect(key: str, wait: bool) -> socket.socket:
         if server_pid(pid_file) is None:
             path.unlink(missing_ok=True)  # left by a server that did not stop cleanly
             with open(folder / f"{key}.log", "ab") as log:
+                # It lives while the Snakemake run that starts it does, even if the jobs
+                # that start meanwhile all run in their own processes.
+                owners = json.dumps(snakemake_ancestors())
                 server = subprocess.Popen(
-                    [sys.executable, "-m", "overtrained.job_server", "serve", str(path)],
+                    [sys.executable, "-m", "overtrained.job_server", "serve", str(path), owners],
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -335,8 +339,8 @@ def run_in_server(smk, script: str, wait: bool = True) -> tuple[int, dict]:
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
         forwarded[sig] = signal.signal(sig, forward)
-    # The server holds the job until it has finished importing: only then does the worker
-    # exist, so no time limit here (Snakemake's own, or a signal, ends the wait).
+    # A job runs as long as it runs: no time limit here (Snakemake's own, or a signal, ends
+    # the wait).
     try:
         reply, _ = _recv(sock)
         result = json.loads(reply)
@@ -411,7 +415,7 @@ def preload() -> dict:
     return took
 
 
-def serve(path: str) -> None:
+def serve(path: str, owners_json: str = "[]") -> None:
     """Accept jobs on `path` and fork a worker for each, until idle (see the module doc)."""
     path = Path(path)
     os.environ.update(OFFLINE)
@@ -423,7 +427,8 @@ def serve(path: str) -> None:
     listener.listen(64)
     print(f"{time.strftime('%F %T')} serving on {path}", flush=True)
     workers: set[int] = set()
-    owners: set[tuple[int, str | None]] = set()
+    owners = {tuple(owner) for owner in json.loads(owners_json)}
+    owners_known = bool(owners)
     last_active = time.monotonic()
     signal.signal(signal.SIGTERM, lambda *_: _stop(listener, path, workers))
     while True:
@@ -447,6 +452,7 @@ def serve(path: str) -> None:
                 continue
             conn.settimeout(None)
             owners.update(tuple(owner) for owner in json.loads(header)["owners"])
+            owners_known = owners_known or bool(owners)
             pid = os.fork()
             if pid == 0:
                 listener.close()
@@ -458,9 +464,16 @@ def serve(path: str) -> None:
             last_active = time.monotonic()
             continue
         owners = {o for o in owners if _process_start(o[0]) == o[1]}
-        idle = time.monotonic() - last_active
-        if not workers and (idle > MAX_IDLE_SECONDS or (not owners and idle > IDLE_SECONDS)):
+        if idle_out(len(workers), owners_known, len(owners), time.monotonic() - last_active):
             _stop(listener, path, workers)
+
+
+def idle_out(workers: int, owners_known: bool, owners_alive: int, idle: float) -> bool:
+    """Whether a server should exit: no job running, and its Snakemake processes gone for
+    IDLE_SECONDS (or, knowing of none, MAX_IDLE_SECONDS idle)."""
+    if workers or owners_alive:
+        return False
+    return idle > (IDLE_SECONDS if owners_known else MAX_IDLE_SECONDS)
 
 
 def _stop(listener: socket.socket, path: Path, workers: set[int]) -> None:
@@ -604,13 +617,13 @@ def servers() -> list[dict]:
 
 
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["serve"] and len(argv) == 2:
-        serve(argv[1])
+    if argv[:1] == ["serve"] and len(argv) in (2, 3):
+        serve(*argv[1:])
         return 0
     if argv == ["stop"]:
         print(f"stopped {stop_all()} job server(s)")
         return 0
-    print("usage: python -m overtrained.job_server serve SOCKET | stop", file=sys.stderr)
+    print("usage: python -m overtrained.job_server serve SOCKET [OWNERS] | stop", file=sys.stderr)
     return 2
 
 

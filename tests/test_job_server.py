@@ -211,6 +211,20 @@ def test_jobs_with_gpus_or_under_a_scheduler_run_in_their_own_process(monkeypatc
     assert not job_server.wanted(auto, gpus=0)
 
 
+def test_a_server_lives_while_its_snakemake_run_does():
+    idle_out = job_server.idle_out
+    long = job_server.MAX_IDLE_SECONDS + 1
+    # The run that started it is alive: it stays, however long no job came (a trunk being
+    # pre-trained in a job that started before it was ready, say).
+    assert not idle_out(workers=0, owners_known=True, owners_alive=1, idle=long)
+    assert not idle_out(workers=1, owners_known=True, owners_alive=0, idle=long)
+    assert not idle_out(workers=0, owners_known=True, owners_alive=0, idle=5)
+    assert idle_out(workers=0, owners_known=True, owners_alive=0, idle=31)
+    # No Snakemake process known (started by hand, or no /proc): idle minutes only.
+    assert not idle_out(workers=0, owners_known=False, owners_alive=0, idle=31)
+    assert idle_out(workers=0, owners_known=False, owners_alive=0, idle=long)
+
+
 def test_a_server_serves_one_environment():
     env = {"PATH": "/bin", "OMP_NUM_THREADS": "1"}
     assert job_server.server_key(env) == job_server.server_key(dict(env))
