@@ -6,7 +6,7 @@
         ...  # sbatch, squeue, scontrol, snakemake --profile profiles/slurm
         cluster.jobs()  # what slurmctld recorded of every job
 
-The configuration follows what was checked on this kind of machine (DESIGN.md, "Facts
+The configuration follows what was checked on this kind of machine (the design notes, "Facts
 learned the hard way"): daemons as root, proctrack/linuxproc, task/none, no accounting
 (so jobs are watched with squeue and finished ones stay listed for MinJobAge seconds), the
 config at /etc/slurm/slurm.conf (job steps do not see SLURM_CONF), and one fake GPU

@@ -1,6 +1,6 @@
 """Checkpoint branches of Hub repos: parsing, nearest-budget resolution, errors, the CLI.
 
-The branch lists here are synthetic, written in the naming schemes ../shared/PAPER.md
+The branch lists here are synthetic, written in the naming schemes the paper
 documents (not recordings of the real repositories), with the irregularities it names:
 rounding of token suffixes, a gap in OLMo-1B's history, Amber's `main`.
 """

@@ -1,4 +1,4 @@
-"""The theory experiment (overtrained/theory.py): the claims of PAPER.md's Experiment 4,
+"""The theory experiment (overtrained/theory.py): the claims of the paper's Experiment 4,
 each asserted on curves computed from the default config (config.yaml's `theory`, which
 is the schema's default), for every seed it runs.
 
