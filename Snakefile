@@ -16,6 +16,7 @@ min_version("9.0")
 sys.path.insert(0, workflow.basedir)
 
 import overtrained.config
+import overtrained.cpu_kernels
 import overtrained.job_server
 import overtrained.lm_eval_index
 import overtrained.pins
@@ -36,6 +37,8 @@ if not workflow.overwrite_configfiles:
 try:
     config = overtrained.config.load(config)
     overtrained.lm_eval_index.check_suites(config)
+    # Every job (local, job server, Slurm) inherits the kernel pins: one machine's digits.
+    overtrained.cpu_kernels.pin(config["execution"]["cpu_kernels"])
     # Under --executor slurm: the profile's and the rules' resources, before any submission.
     overtrained.slurm_profile.check_workflow(workflow, config)
     # Hub families: budgets and branches -> commit shas, from (or into) the pinned manifest.

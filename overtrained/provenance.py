@@ -19,6 +19,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from overtrained import cpu_kernels
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = (
     "overtrained",
@@ -154,6 +156,7 @@ def record(stage: str, params: dict, started: str, wall_seconds: float, **extra)
         "versions": package_versions(),
         "host": scrub(socket.gethostname()),
         "device": device_description(),
+        "cpu": cpu_kernels.describe(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""),
         "allocation": allocation(),
         "started": started,

@@ -63,10 +63,19 @@ def _job_columns(record: dict, producer: str) -> dict:
         "stage_code_hash": record.get("stage_code_hash", ""),
         "code_version": record.get("code_version", ""),
         "versions": json.dumps(record.get("versions", {}), sort_keys=True),
-        "device": record.get("device", ""),
+        "device": _device(record),
         "wall_seconds": record.get("wall_seconds"),
         "producer": producer,
     }
+
+
+def _device(record: dict) -> str:
+    """'cpu (model; kernels AVX2, pinned)' on the CPU: which kernels ran decides the digits."""
+    device, cpu = record.get("device", ""), record.get("cpu")
+    if device != "cpu" or not cpu:
+        return device
+    kernels = cpu.get("torch_capability", "?") + (", pinned" if cpu.get("pins") else "")
+    return f"cpu ({cpu.get('model', '?')}; kernels {kernels})"
 
 
 def _checkpoint_columns(family: str, ckpt_name: str, checkpoints: dict) -> dict:

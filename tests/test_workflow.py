@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from overtrained import claims, figures, job_server, tables, theory, workflow
+from overtrained import claims, cpu_kernels, figures, job_server, tables, theory, workflow
 from overtrained import config as C
 from tests.workflow_helpers import REPO, copy_repo, dry_run_jobs, job_counts, snakemake
 
@@ -210,6 +210,8 @@ def test_metrics_parquet_has_declared_columns_types_and_rows(finished):
     models = df[df.model != "corpus"]
     assert models["checkpoint_sha"].str.fullmatch(r"[0-9a-f]{64}").all()
     assert df["code_version"].ne("").all() and df["versions"].str.contains("torch").all()
+    if "avx2" in cpu_kernels.cpu_flags():  # every job ran the pinned kernels, and says so
+        assert models["device"].str.endswith("kernels AVX2, pinned)").all()
     assert df.loc[df.model == "finetuned", "lr"].notna().all()
     assert set(df.model) == {"base", "finetuned", "perturbed", "corpus"}
     assert df.value.notna().all()
