@@ -79,6 +79,9 @@ BEST_LR_SCHEMA = pa.schema(
         ("n_lrs", pa.int64()),  # LRs fine-tuned from this checkpoint
         ("n_diverged", pa.int64()),  # of those, LRs with a diverged seed
         ("status", pa.string()),  # ok | all diverged
+        # lowest | highest | only: the chosen LR is an end of the grid fine-tuned here, so the
+        # best LR may lie beyond it (widen the grid); null: interior, or a larger LR diverged
+        ("grid_edge", pa.string()),
     ]
 )
 OVERTRAINING_SCHEMA = pa.schema(
@@ -92,6 +95,8 @@ OVERTRAINING_SCHEMA = pa.schema(
         ("lr_mode", pa.string()),  # tuned | fixed
         ("lr", pa.float64()),  # null when tuned (see best_lr for the LR at each checkpoint)
         ("n_checkpoints", pa.int64()),
+        # tuned: checkpoints (x pre-training seeds) whose chosen LR is an end of its grid
+        ("n_at_grid_edge", pa.int64()),
         ("best_tokens", pa.int64()),
         ("best_checkpoint", pa.string()),
         ("best_value", pa.float64()),
@@ -183,6 +188,20 @@ def _is_tie(values: np.ndarray, best: float) -> np.ndarray:
 # --- 1. the LR chosen at each checkpoint -----------------------------------------------------
 
 
+def _grid_edge(lr: float, grid: pd.DataFrame) -> str | None:
+    """Where the chosen LR sits in the grid fine-tuned from its checkpoint: at an end the
+    optimum may lie outside the grid, so "tuned" is a bound, not a tuning. The largest LR
+    that did not diverge is no edge when a larger one was tried (it diverged)."""
+    lrs = grid["lr"]
+    if len(lrs) == 1:
+        return "only"
+    if lr <= lrs.min():
+        return "lowest"
+    if lr >= lrs.max():
+        return "highest"
+    return None
+
+
 def best_lr(metrics: pd.DataFrame) -> pd.DataFrame:
     """The LR chosen for each family x checkpoint (x pretrain seed) x fine-tuning task.
 
@@ -192,7 +211,8 @@ def best_lr(metrics: pd.DataFrame) -> pd.DataFrame:
     would bias it) or when its id_loss is not finite. Each remaining LR scores the mean over
     its seeds of `id_loss` (suite probes) on the task it was fine-tuned on; the lowest wins,
     and ties (within TIE_RTOL) go to the smaller LR. When every LR diverged, lr and value
-    are null and status is 'all diverged'. Schema: BEST_LR_SCHEMA.
+    are null and status is 'all diverged'. `grid_edge` flags a chosen LR at an end of its
+    grid (_grid_edge). Schema: BEST_LR_SCHEMA.
     """
     ft = _prepare(metrics)
     if ft.empty:
@@ -225,7 +245,7 @@ def best_lr(metrics: pd.DataFrame) -> pd.DataFrame:
             losses = candidates["loss"].to_numpy()
             tied = candidates[_is_tie(losses, losses.min())]
             pick = tied.loc[tied["lr"].idxmin()]
-            row.update(lr=pick["lr"], value=pick["loss"])
+            row.update(lr=pick["lr"], value=pick["loss"], grid_edge=_grid_edge(pick["lr"], group))
         elif group["diverged"].all():
             row["status"] = "all diverged"
         else:  # LRs that did not diverge but have no id_loss: nothing to select by
@@ -413,9 +433,15 @@ def overtraining(
     obs = marked[marked["_merge"] == "left_only"].drop(columns="_merge")
     if best is None:
         best = best_lr(metrics)
-    chosen = best.loc[best["status"] == "ok", LR_AT_CHECKPOINT].copy()
+    ok = best[best["status"] == "ok"]
+    chosen = ok[LR_AT_CHECKPOINT].copy()
     chosen["pretrain_seed"] = chosen["pretrain_seed"].astype("Int64")
     tuned = obs.merge(chosen, on=LR_AT_CHECKPOINT, how="inner")
+    edges = (
+        ok.assign(edge=ok["grid_edge"].notna() if "grid_edge" in ok else False)
+        .groupby(["family", "ft_task"])["edge"]
+        .sum()
+    )
     rows = []
     for mode, frame, keys in (("tuned", tuned, CURVE), ("fixed", obs, [*CURVE, "lr"])):
         for key, curve in frame.groupby(keys, dropna=False, sort=True):
@@ -429,6 +455,11 @@ def overtraining(
                     "direction": sense,
                     "lr_mode": mode,
                     "lr": ids.get("lr"),
+                    "n_at_grid_edge": (
+                        int(edges.get((ids["family"], ids["ft_task"]), 0))
+                        if mode == "tuned"
+                        else None
+                    ),
                     "tolerance": tol,
                     "rule": VERDICT_RULE,
                 }
@@ -464,6 +495,14 @@ def _number(x) -> str:
     return "-" if pd.isna(x) else f"{x:.4g}"
 
 
+def _lr_label(r) -> str:
+    if r.lr_mode != "tuned":
+        return f"{r.lr:g}"
+    edges = getattr(r, "n_at_grid_edge", None)
+    # A tuned LR at the end of its grid is a bound: say so where the verdict is read.
+    return "tuned" if pd.isna(edges) or not edges else f"tuned ({edges} at grid edge)"
+
+
 def _summary_rows(over: pd.DataFrame) -> list[list[str]]:
     rows = []
     for r in over.itertuples(index=False):
@@ -477,7 +516,7 @@ def _summary_rows(over: pd.DataFrame) -> list[list[str]]:
                 r.family,
                 r.ft_task,
                 metric,
-                "tuned" if r.lr_mode == "tuned" else f"{r.lr:g}",
+                _lr_label(r),
                 f"{_tokens_label(r.best_tokens)} of {_tokens_label(r.last_tokens)}",
                 _number(r.change),
                 ci,

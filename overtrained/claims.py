@@ -1,10 +1,13 @@
 """Does a run reproduce the paper's qualitative claims? Each claim, per family (and task,
 LR or noise scale), as a row with an estimate, a 95% interval and a verdict.
 
-The claims (PAPER.md; issue 9):
+The claims (Springer et al. 2025, "Overtrained Language Models Are Harder to Fine-Tune",
+arXiv 2503.19206):
   (a) the Gaussian-noise loss increase grows monotonically with pre-training tokens;
   (b) at a fixed fine-tuning LR, the fine-tuned model's pre-training loss is U-shaped in
-      tokens;
+      tokens, the sum of two opposing trends measured as claims of their own:
+      (b1) the base model keeps improving, and
+      (b2) the forgetting (fine-tuned minus base) grows with tokens;
   (c) larger fine-tuning LRs move the turning point to fewer tokens;
   (d) with the LR tuned per checkpoint, degradation remains for some tasks and not others;
   (e) the pre-training schedule matters: (a)-(c) compared across schedules at one size.
@@ -47,6 +50,9 @@ SCHEMA = pa.schema(
 CLAIMS = {
     "a": "the Gaussian-noise loss increase grows monotonically with tokens",
     "b": "at a fixed fine-tuning LR, the fine-tuned pre-training loss is U-shaped in tokens",
+    "b1": "the base model's pre-training loss keeps falling with tokens",
+    "b2": "at a fixed fine-tuning LR, the forgetting (fine-tuned minus base pre-training "
+    "loss) grows with tokens",
     "c": "larger fine-tuning LRs move the turning point to fewer tokens",
     "d": "with the LR tuned per checkpoint, degradation remains for some tasks, not others",
     "e": "the pre-training schedule changes (a)-(c)",
@@ -58,9 +64,16 @@ RULES = {
     "b": "reproduced: the minimum is at an interior budget and the 95% CI of (last - minimum) "
     "is above 0; partly: an interior minimum with a CI that includes 0, or a curve that rises "
     "from the first budget (a turn below the range); else not reproduced",
-    "c": "reproduced: the turning budget never grows with the LR and is smaller at the "
-    "largest LR than at the smallest; partly: Spearman rho(LR, turning budget) < 0; else not "
-    "reproduced (LRs whose curve diverged anywhere are left out)",
+    "b1": "as (a), for the fall of the base model's loss: reproduced: every step between "
+    "consecutive budgets lowers the mean and the 95% CI of (first - last) is above 0; partly: "
+    "one of the two; else not reproduced",
+    "b2": "as (a), for the forgetting gap of each fixed LR: reproduced: every step raises the "
+    "mean gap and the 95% CI of (last - first) is above 0; partly: one of the two; else not "
+    "reproduced. (b) is the sum of (b1) and (b2): the U appears where (b2) outpaces (b1)",
+    "c": "reproduced: the turning budget never grows with the LR, and the 95% bootstrap "
+    "interval of the largest LR's turning budget lies below that of the smallest LR; partly: "
+    "Spearman rho(LR, turning budget) < 0 without such intervals; else not reproduced (LRs "
+    "whose curve diverged anywhere are left out)",
     "d": "reproduced: at the tuned LR at least one task degrades and at least one shows no "
     "degradation (analysis.VERDICT_RULE); partly: some degrade, the others are inconclusive; "
     "else not reproduced",
@@ -147,56 +160,121 @@ def _tokens(n: float) -> str:
     return tick_label(n) if np.isfinite(n) else "-"
 
 
-# --- (a) --------------------------------------------------------------------------------------
+# --- (a), (b1), (b2): a quantity that should move one way with tokens ---------------------
+
+
+def _trend(
+    claim: str,
+    family: str,
+    subject: str,
+    points: list[tuple[int, np.ndarray]],
+    cfg: Mapping | None,
+    sign: float = 1.0,
+    what: str = "mean",
+) -> dict:
+    """One row for "this grows (sign +1) or falls (sign -1) with tokens": reproduced when
+    every step between budgets moves the mean that way and the 95% Welch interval of the
+    change from the first budget to the last excludes 0 on that side."""
+    if len(points) < 2:
+        return _row(
+            claim, family, cfg, subject=subject, verdict="not testable",
+            evidence="fewer than 2 budgets",
+        )  # fmt: skip
+    signed = [(t, sign * v) for t, v in points]
+    means = [values.mean() for _, values in signed]
+    steps = sum(b > a for a, b in zip(means, means[1:], strict=False))
+    change, low, high = _welch(signed[0][1], signed[-1][1])
+    significant = sum(
+        _welch(a, b)[1] > 0 for (_, a), (_, b) in zip(signed, signed[1:], strict=False)
+    )
+    monotone = steps == len(points) - 1
+    if monotone and low > 0:
+        verdict = "reproduced"
+    elif monotone or low > 0:
+        verdict = "partly"
+    else:
+        verdict = "not reproduced"
+    curve = ", ".join(f"{_tokens(t)} {v.mean():.3g}" for t, v in points)
+    direction = "up" if sign > 0 else "down"
+    return _row(
+        claim,
+        family,
+        cfg,
+        subject=subject,
+        estimate=change,
+        ci_low=low,
+        ci_high=high,
+        unit="nats (last - first budget)" if sign > 0 else "nats (first - last budget)",
+        verdict=verdict,
+        evidence=f"{steps}/{len(points) - 1} steps {direction} ({significant} with a 95% CI "
+        f"excluding 0), {len(points[0][1])} replicates; {what}: {curve}",
+    )
 
 
 def noise_growth(metrics: pd.DataFrame, cfg: Mapping | None = None) -> list[dict]:
     pert = metrics[(metrics["model"] == "perturbed") & (metrics["metric"] == "loss_increase")]
+    return [
+        _trend(
+            "a",
+            family,
+            f"noise {scaling}, gamma {gamma:g}",
+            _points(replicates(group, "noise_seed")),
+            cfg,
+            what="mean increase",
+        )
+        for (family, scaling, gamma), group in pert.groupby(["family", "scaling", "gamma"])
+    ]
+
+
+def _base_losses(metrics: pd.DataFrame) -> pd.DataFrame:
+    return metrics[
+        (metrics["model"] == "base")
+        & (metrics["suite"] == "probes")
+        & (metrics["metric"] == "pretrain_loss")
+    ]
+
+
+def base_improvement(metrics: pd.DataFrame, cfg: Mapping | None = None) -> list[dict]:
+    """(b1) one half of the U: does the base model still improve over the budgets?"""
+    base = _base_losses(metrics)
+    return [
+        _trend(
+            "b1",
+            family,
+            "base model",
+            _points(replicates(group.assign(inner=0), "inner")),
+            cfg,
+            sign=-1.0,
+            what="mean base loss",
+        )
+        for family, group in base.groupby("family")
+    ]
+
+
+def forgetting_growth(metrics: pd.DataFrame, cfg: Mapping | None = None) -> list[dict]:
+    """(b2) the other half: fine-tuned minus base pre-training loss of the same checkpoint,
+    per fixed LR (LRs that diverged anywhere are left out, as in (b))."""
+    base = _base_losses(metrics)[["family", "checkpoint", "value"]]
+    curves = _retention_curves(metrics)
+    gaps = curves.merge(base, on=["family", "checkpoint"], suffixes=("", "_base"))
+    gaps = gaps.assign(value=gaps["value"] - gaps["value_base"])
     rows = []
-    for (family, scaling, gamma), group in pert.groupby(["family", "scaling", "gamma"]):
-        points = _points(replicates(group, "noise_seed"))
-        subject = f"noise {scaling}, gamma {gamma:g}"
-        if len(points) < 2:
+    for (family, task, lr), group in gaps.groupby(["family", "ft_task", "lr"]):
+        subject = f"{task}, LR {lr:g}"
+        if group["any_diverged"].any():
             rows.append(
                 _row(
-                    "a",
+                    "b2",
                     family,
                     cfg,
                     subject=subject,
                     verdict="not testable",
-                    evidence="fewer than 2 budgets",
-                )
+                    evidence="diverged at some budget or seed",
+                )  # fmt: skip
             )
             continue
-        means = [values.mean() for _, values in points]
-        steps = sum(b > a for a, b in zip(means, means[1:], strict=False))
-        change, low, high = _welch(points[0][1], points[-1][1])
-        significant = sum(
-            _welch(a, b)[1] > 0 for (_, a), (_, b) in zip(points, points[1:], strict=False)
-        )
-        monotone = steps == len(points) - 1
-        if monotone and low > 0:
-            verdict = "reproduced"
-        elif monotone or low > 0:
-            verdict = "partly"
-        else:
-            verdict = "not reproduced"
-        curve = ", ".join(f"{_tokens(t)} {m:.3g}" for (t, _), m in zip(points, means, strict=True))
-        rows.append(
-            _row(
-                "a",
-                family,
-                cfg,
-                subject=subject,
-                estimate=change,
-                ci_low=low,
-                ci_high=high,
-                unit="nats (last - first budget)",
-                verdict=verdict,
-                evidence=f"{steps}/{len(points) - 1} steps up ({significant} with a 95% CI "
-                f"above 0), {len(points[0][1])} replicates; mean increase: {curve}",
-            )
-        )
+        points = _points(replicates(group, "ft_seed"))
+        rows.append(_trend("b2", family, subject, points, cfg, what="mean gap"))
     return rows
 
 
@@ -256,7 +334,7 @@ def u_shapes(metrics: pd.DataFrame, cfg: Mapping | None = None) -> tuple[list[di
             change, low, high = _welch(points[lowest][1], points[-1][1])
         turns = _bootstrap(points, lambda m, t=tokens: _turning(m, t), rng)
         turn_low, turn_high = _interval(turns)
-        turning[(family, task, lr)] = (points, tokens)
+        turning[(family, task, lr)] = (points, tokens, turn_low, turn_high)
         if lowest == len(points) - 1:
             shape, verdict = "falls through the last budget", "not reproduced"
         elif lowest == 0:
@@ -310,27 +388,33 @@ def turning_shift(turning: dict, cfg: Mapping | None = None) -> list[dict]:
                 )
             )
             continue
-        lrs = np.asarray([lr for lr, _, _ in entries])
+        lrs = np.asarray([lr for lr, *_ in entries])
         turns = np.asarray(
-            [_turning(np.asarray([v.mean() for _, v in p]), t) for _, p, t in entries]
+            [_turning(np.asarray([v.mean() for _, v in p]), t) for _, p, t, *_ in entries]
         )
         rho = _spearman(lrs, turns)
         samples = []
-        single = min(len(v) for _, p, _ in entries for _, v in p) < 2
+        single = min(len(v) for _, p, *_ in entries for _, v in p) < 2
         for _ in range(0 if single else BOOTSTRAP // 4):
             resampled = [
                 _turning(np.asarray([rng.choice(v, len(v)).mean() for _, v in p]), t)
-                for _, p, t in entries
+                for _, p, t, *_ in entries
             ]
             samples.append(_spearman(lrs, np.asarray(resampled)))
         low, high = _interval(np.asarray(samples))
-        if (np.diff(turns) <= 0).all() and turns[-1] < turns[0]:
+        # The largest LR's interval below the smallest's: the order is not one resample's.
+        (_, _, _, small_low, _), (_, _, _, _, large_high) = entries[0], entries[-1]
+        separated = bool(large_high < small_low)
+        if (np.diff(turns) <= 0).all() and turns[-1] < turns[0] and separated:
             verdict = "reproduced"
         elif np.isfinite(rho) and rho < 0:
             verdict = "partly"
         else:
             verdict = "not reproduced"
-        listing = ", ".join(f"LR {lr:g}: {_tokens(t)}" for lr, t in zip(lrs, turns, strict=True))
+        listing = ", ".join(
+            f"LR {lr:g}: {_tokens(t)} [{_tokens(lo)}-{_tokens(hi)}]"
+            for (lr, _, _, lo, hi), t in zip(entries, turns, strict=True)
+        )
         rows.append(
             _row(
                 "c",
@@ -342,13 +426,21 @@ def turning_shift(turning: dict, cfg: Mapping | None = None) -> list[dict]:
                 ci_high=high,
                 unit="Spearman rho(LR, turning budget)",
                 verdict=verdict,
-                evidence=f"turning budget (minimum of the mean curve) by LR: {listing}",
+                evidence=f"turning budget (minimum of the mean curve) [95% bootstrap interval] "
+                f"by LR: {listing}",
             )
         )
     return rows
 
 
 # --- (d) --------------------------------------------------------------------------------------
+
+
+def _edge_note(r) -> str:
+    edges = getattr(r, "n_at_grid_edge", None)
+    if pd.isna(edges) or not edges:
+        return ""
+    return f" (tuned LR at an end of its grid at {edges} checkpoints: a bound, not a tuning)"
 
 
 def tuned_degradation(over: pd.DataFrame, cfg: Mapping | None = None) -> list[dict]:
@@ -366,7 +458,7 @@ def tuned_degradation(over: pd.DataFrame, cfg: Mapping | None = None) -> list[di
             verdict = "not reproduced"
         parts = [
             f"{r.ft_task}: {r.verdict}, change {r.change:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]"
-            f" best at {_tokens(r.best_tokens)}"
+            f" best at {_tokens(r.best_tokens)}" + _edge_note(r)
             for r in group.itertuples()
         ]
         rows.append(
@@ -391,7 +483,7 @@ def schedule_effects(rows: list[dict], cfg: Mapping | None = None) -> list[dict]
     """For each (claim, subject) measured on families of one size with different schedules:
     do two schedules' 95% intervals fail to overlap?"""
     frame = pd.DataFrame(rows)
-    frame = frame[frame["claim"].isin(["a", "b", "c"]) & (frame["schedule"] != "")]
+    frame = frame[frame["claim"].isin(["a", "b", "b1", "b2", "c"]) & (frame["schedule"] != "")]
     out = []
     for (claim, size, subject), group in frame.groupby(["claim", "size", "subject"]):
         if group["schedule"].nunique() < 2:
@@ -429,12 +521,76 @@ def evaluate(metrics: pd.DataFrame, over: pd.DataFrame, cfg: Mapping | None = No
     """Every claim's rows (SCHEMA)."""
     rows = noise_growth(metrics, cfg)
     b_rows, turning = u_shapes(metrics, cfg)
-    rows += b_rows + turning_shift(turning, cfg) + tuned_degradation(over, cfg)
+    rows += b_rows + base_improvement(metrics, cfg) + forgetting_growth(metrics, cfg)
+    rows += turning_shift(turning, cfg) + tuned_degradation(over, cfg)
     rows += schedule_effects(rows, cfg)
     frame = pd.DataFrame(rows, columns=SCHEMA.names)
+    order = {claim: i for i, claim in enumerate(CLAIMS)}
     return frame.sort_values(
-        ["claim", "size", "family", "subject"], kind="stable", ignore_index=True
+        ["claim", "size", "family", "subject"],
+        key=lambda s: s.map(order) if s.name == "claim" else s,
+        kind="stable",
+        ignore_index=True,
     )
+
+
+def split_replicates(metrics: pd.DataFrame, seeds) -> pd.DataFrame:
+    """The rows of one set of replicates: pre-training seeds when the run has several, else
+    fine-tuning and noise seeds (the replicates `replicates` counts)."""
+    seeds = {int(s) for s in seeds}
+    pretrain_seeds = metrics["pretrain_seed"].dropna().unique()
+    if len(pretrain_seeds) > 1:
+        return metrics[metrics["pretrain_seed"].isin(seeds)]
+    keep = pd.Series(True, index=metrics.index)
+    for column in ("ft_seed", "noise_seed"):
+        keep &= metrics[column].isna() | metrics[column].isin(seeds)
+    return metrics[keep]
+
+
+def seed_split(metrics: pd.DataFrame, seed_sets: list, cfg: Mapping | None = None) -> pd.DataFrame:
+    """Every claim evaluated on each of several disjoint seed sets, side by side: a verdict
+    that changes with the seeds is a property of the seeds, not of the method. One row per
+    (claim, family, subject); `agree` when every set gives the same verdict."""
+    names = [",".join(str(s) for s in sorted(seeds)) for seeds in seed_sets]
+    flat = [int(s) for seeds in seed_sets for s in seeds]
+    if len(flat) != len(set(flat)):
+        raise ValueError(f"the seed sets {' / '.join(names)} overlap; give disjoint sets")
+    keys = ["claim", "family", "subject"]
+    merged = None
+    for name, seeds in zip(names, seed_sets, strict=True):
+        part = split_replicates(metrics, seeds)
+        if part.empty or part[part["model"] != "corpus"].empty:
+            raise ValueError(f"no rows for seeds {name}: the run has no such replicates")
+        table = evaluate(part, analysis.overtraining(part), cfg)
+        table = table[[*keys, "verdict", "estimate"]].rename(
+            columns={"verdict": f"verdict {name}", "estimate": f"estimate {name}"}
+        )
+        merged = table if merged is None else merged.merge(table, on=keys, how="outer")
+    verdicts = merged[[f"verdict {name}" for name in names]]
+    merged["agree"] = verdicts.nunique(axis=1, dropna=False).eq(1) & verdicts.notna().all(axis=1)
+    order = {claim: i for i, claim in enumerate(CLAIMS)}
+    return merged.sort_values(
+        keys, key=lambda s: s.map(order) if s.name == "claim" else s, ignore_index=True
+    )
+
+
+def seed_split_markdown(split: pd.DataFrame) -> str:
+    sets = [c.removeprefix("verdict ") for c in split.columns if c.startswith("verdict ")]
+    lines = []
+    for claim in CLAIMS:
+        rows = split[split["claim"] == claim]
+        if len(rows):
+            lines.append(f"- ({claim}): {int(rows['agree'].sum())} of {len(rows)} rows agree")
+    head = ["claim", "family", "subject", *(f"seeds {s}" for s in sets), "agree"]
+    lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in split.to_dict("records"):
+        cells = [f"({r['claim']})", r["family"], r["subject"]]
+        for s in sets:
+            verdict, estimate = r[f"verdict {s}"], r[f"estimate {s}"]
+            cells.append(f"{verdict} ({_number(estimate)})" if _number(estimate) else verdict)
+        cells.append("yes" if r["agree"] else "**no**")
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def overview(claims: pd.DataFrame) -> pd.DataFrame:

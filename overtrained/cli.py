@@ -124,6 +124,31 @@ def publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def seed_split(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from overtrained import claims
+
+    path = Path(args.results) / "tables" / "metrics.parquet"
+    if not path.is_file():
+        print(f"Error: no {path}; run the workflow first, or name its results folder",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    try:
+        sets = [[int(s) for s in part.split(",")] for part in args.sets]
+        cfg = config_module.load_file(args.config) if args.config else None
+        split = claims.seed_split(pd.read_parquet(path), sets, cfg)
+    except (ValueError, config_module.ConfigError) as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return 2
+    text = claims.seed_split_markdown(split)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+    print(text, end="")
+    return 0
+
+
 def job_server(args: argparse.Namespace) -> int:
     from overtrained import job_server as server
 
@@ -195,6 +220,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run", help="the run's working directory (it holds results/)")
     p.add_argument("--to", required=True, help="where to write (e.g. docs/miniature-paper)")
     p.set_defaults(func=publish)
+    p = sub.add_parser(
+        "seed-split",
+        help="the claims on disjoint seed sets of a finished run, side by side: do verdicts agree?",
+    )
+    p.add_argument("results", nargs="?", default="results", help="the results folder")
+    p.add_argument(
+        "--sets",
+        nargs="+",
+        required=True,
+        metavar="SEEDS",
+        help="disjoint comma-separated seed sets, e.g. 0,1,2 3,4,5 (pre-training seeds when "
+        "the run has several, else fine-tuning and noise seeds)",
+    )
+    p.add_argument("--config", help="the run's config (labels claims with schedule and size)")
+    p.add_argument("--out", help="also write the Markdown table here")
+    p.set_defaults(func=seed_split)
     p = sub.add_parser(
         "job-server",
         help="list or stop the local job server's processes (they exit by themselves when idle)",

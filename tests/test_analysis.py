@@ -147,6 +147,41 @@ def test_best_lr_excludes_an_lr_any_of_whose_seeds_diverged():
     assert (chosen.lr, chosen.value, chosen.n_lrs, chosen.n_diverged) == (1e-3, 2.0, 2, 1)
 
 
+@pytest.mark.parametrize(
+    ("losses", "diverged", "edge"),
+    [
+        ({1e-4: 1.0, 1e-3: 2.0, 1e-2: 3.0}, (), "lowest"),  # the optimum may lie below 1e-4
+        ({1e-4: 3.0, 1e-3: 1.0, 1e-2: 2.0}, (), None),  # interior: a tuning
+        ({1e-4: 3.0, 1e-3: 2.0, 1e-2: 1.0}, (), "highest"),
+        ({1e-4: 3.0, 1e-3: 1.0, 1e-2: 0.5}, (1e-2,), None),  # bounded above by divergence
+        ({1e-3: 1.0}, (), "only"),
+    ],
+)
+def test_a_tuned_lr_at_an_end_of_its_grid_is_flagged(losses, diverged, edge):
+    rows = [id_row(1000, v, lr=lr) for lr, v in losses.items()]
+    rows += [
+        row(1000, math.nan, "final_train_loss", suite="train", lr=lr, status="diverged")
+        for lr in diverged
+    ]
+    chosen = one(A.best_lr(metrics(rows)))
+    assert chosen.grid_edge == edge or (edge is None and pd.isna(chosen.grid_edge))
+
+
+def test_the_tuned_curve_and_its_summary_count_the_grid_edges():
+    rows = []
+    for i, t in enumerate(TOKENS):
+        low_wins = i < 3  # the lowest LR wins at three budgets, the middle one at two
+        for lr in LRS:
+            rows.append(row(t, 3.0 - 0.1 * i, lr=lr))
+            rows.append(
+                id_row(t, 1.0 if (lr == LRS[0]) == low_wins and lr != LRS[2] else 2.0, lr=lr)
+            )
+    over = A.overtraining(metrics(rows))
+    assert one(over, lr_mode="tuned", metric="pretrain_loss").n_at_grid_edge == 3
+    assert pd.isna(fixed(over, lr=LRS[0]).n_at_grid_edge)
+    assert "tuned (3 at grid edge)" in A.summary(over)
+
+
 def test_when_every_lr_diverged_the_lr_is_null_and_the_status_says_so():
     rows = [id_row(1000, math.nan, lr=lr, status="diverged") for lr in LRS]
     rows += [id_row(2000, bowl(lr), lr=lr) for lr in LRS]
