@@ -448,6 +448,18 @@ def tuned_degradation(over: pd.DataFrame, cfg: Mapping | None = None) -> list[di
     rows = []
     for (family, metric), group in tuned.groupby(["family", "metric"]):
         verdicts = dict(zip(group["ft_task"], group["verdict"], strict=True))
+        if len(verdicts) < 2:  # "some tasks, not others" needs two tasks to compare
+            rows.append(
+                _row(
+                    "d",
+                    family,
+                    cfg,
+                    subject=f"{metric} at the tuned LR",
+                    verdict="not testable",
+                    evidence=f"one fine-tuning task ({', '.join(verdicts)}); needs 2 or more",
+                )  # fmt: skip
+            )
+            continue
         degrades = sorted(t for t, v in verdicts.items() if v == "degrades")
         clean = sorted(t for t, v in verdicts.items() if v == "no degradation")
         if degrades and clean:

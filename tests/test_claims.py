@@ -304,3 +304,15 @@ def test_the_seed_split_command_prints_and_writes_the_table(tmp_path, capsys):
     assert cli.main(["seed-split", str(tmp_path), "--sets", "0,1", "1"]) == 2
     assert "overlap" in capsys.readouterr().err
     assert cli.main(["seed-split", str(tmp_path / "nowhere"), "--sets", "0"]) == 2
+
+
+def test_one_fine_tuning_task_cannot_test_some_tasks_against_others():
+    rows = retention_rows(U) + [
+        row(t, 1.0 + d, metric="id_loss", eval_task="t", ft_seed=i)
+        for t in TOKENS
+        for i, d in enumerate(SPREAD)
+    ]
+    frame = metrics(rows)
+    results = claims.tuned_degradation(analysis.overtraining(frame))
+    assert results and all(r["verdict"] == "not testable" for r in results)
+    assert "one fine-tuning task (t)" in results[0]["evidence"]
