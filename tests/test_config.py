@@ -147,3 +147,23 @@ def test_key_order_in_the_file_does_not_matter():
     reordered["families"]["mini"] = dict(reversed(list(reordered["families"]["mini"].items())))
     a, b = C.load(DEFAULT), C.load(reordered)
     assert json.dumps(a) == json.dumps(b)
+
+
+def test_the_six_seed_robustness_config_is_the_default_with_more_seeds():
+    from tests.workflow_helpers import REPO
+
+    default = yaml.safe_load((REPO / "config.yaml").read_text())
+    six = yaml.safe_load((REPO / "experiments/replicates/default-six-seeds.yaml").read_text())
+    assert six["families"]["mini"].pop("seeds") == [0, 1, 2, 3, 4, 5]
+    assert default["families"]["mini"].pop("seeds") == [0, 1, 2]
+    assert six == default  # so seeds 0-2 of the six-seed run are the default's own jobs
+
+
+def test_an_empty_lr_grid_makes_an_evaluation_only_task():
+    from overtrained import workflow
+
+    cfg = load_with(lambda c: c["finetune"]["lrs"].update(arith=[1.0e-3], topic=[]))
+    models = workflow.ft_models(cfg)
+    assert "ft/arith/lr0.001/seed0" in models
+    assert not [m for m in models if m.startswith("ft/topic/")]
+    assert "topic" in cfg["finetune"]["tasks"]  # still generated and evaluated
