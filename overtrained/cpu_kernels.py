@@ -4,10 +4,11 @@ torch chooses its CPU kernels by the instruction set it finds: ATen's own kernel
 norms, reductions, the optimizer's foreach ops) run AVX2 or AVX-512 code, and MKL's matrix
 products choose their own code path by CPU vendor and instruction set. Paths round
 differently in the last bit, and over thousands of optimizer steps a last-bit difference
-grows into another trajectory: on one machine, forcing ATen's baseline kernels moved the
-default model's weights by up to 0.21 and its held-out loss by 0.019 nats after 1M tokens
-(experiments/determinism/kernel_paths.py and its kernel_paths.json), as much as a change of
-seed. That is why the same commit gave other numbers on another machine.
+grows into another trajectory: on one machine, forcing ATen's baseline kernels or MKL's
+baseline path moved the default model's weights by up to 0.34 and its held-out loss by up
+to 0.022 nats after 1M tokens (experiments/determinism/kernel_paths.py and its
+kernel_paths.json), as much as a change of seed. That is why the same commit gave other
+numbers on another machine.
 
 `pin` asks every job for the AVX2 path of both (`ATEN_CPU_CAPABILITY=avx2`, MKL's
 conditional numerical reproducibility `MKL_CBWR=AVX2`, oneDNN capped at AVX2), which every

@@ -5,7 +5,7 @@
 Pre-trains the default family's model (config.yaml) from one corpus for `--tokens` tokens, once
 per setting of the environment variables that choose torch's CPU kernels, each in a fresh
 interpreter, and prints the final weights' hash, the held-out loss, how far the weights are
-from the first setting's, and the time. The settings stand in for machines: a CPU with another
+from the first setting's. The settings stand in for machines: a CPU with another
 instruction set (AVX-512 vs AVX2) or another BLAS dispatch takes another path on its own.
 """
 
@@ -69,7 +69,6 @@ def main() -> None:
 def child(corpus_dir: str, tokens: str, threads: str) -> None:
     import hashlib
     import tempfile
-    import time
 
     import numpy as np
     import torch
@@ -90,9 +89,7 @@ def child(corpus_dir: str, tokens: str, threads: str) -> None:
     )
     steps = pretrain.steps_for(parse_tokens(tokens), train)
     schedule = pretrain._schedule(train, "constant", steps)
-    t0 = time.perf_counter()
     pretrain.train_steps(model, optimizer, sampler, schedule, 0, steps, train, [])
-    seconds = time.perf_counter() - t0
     model.eval()
     held = np.load(Path(corpus_dir) / "heldout.npy")[: 64 * (train["seq_len"] + 1)]
     block = torch.from_numpy(held.astype(np.int64)).view(64, train["seq_len"] + 1)
@@ -110,7 +107,6 @@ def child(corpus_dir: str, tokens: str, threads: str) -> None:
             {
                 "weights_sha256": digest.hexdigest()[:16],
                 "heldout_loss": round(loss, 6),
-                "seconds": round(seconds, 1),
                 "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                 "weights": str(path),
             }
