@@ -61,10 +61,10 @@ def test_shipped_config_is_valid():
             lambda c: c["families"]["mini"]["model"].update(hiden_size=8),
             "families.mini.model.hiden_size: unknown key",
         ),
-        (lambda c: c["finetune"]["lrs"]["arith"].__setitem__(0, -1.0e-3), "finetune.lrs.arith[0]"),
+        (lambda c: c["finetune"]["lrs"]["lang"].__setitem__(0, -1.0e-3), "finetune.lrs.lang[0]"),
         (
-            lambda c: c["finetune"]["lrs"].__setitem__("arith", []),
-            "finetune.lrs.arith: must not be empty",
+            lambda c: c["families"]["mini"].__setitem__("budgets", []),
+            "families.mini.budgets: must not be empty",
         ),
         (
             lambda c: c["families"]["mini"]["training"].update(schedule="linear"),

@@ -119,9 +119,11 @@ def test_gpu_rules_asked_for_gpus_and_cpu_rules_did_not(runs):
 
 
 def served_logs(work, rule: str) -> list:
-    """Logs of `rule` (every rule: "") whose job ran in a worker of the job server."""
-    pattern = f"logs/{rule}/**/*.log" if rule else "logs/**/*.log"
-    return [log for log in work.glob(pattern) if job_server.read_usage(log)]
+    """Logs of `rule` (every rule: "") whose job ran in a worker of the job server (a rule
+    with one job logs to logs/{rule}.log, others to logs/{rule}/...)."""
+    logs = [*work.glob(f"logs/{rule}.log"), *work.glob(f"logs/{rule}/**/*.log")]
+    logs = logs if rule else list(work.glob("logs/**/*.log"))
+    return [log for log in logs if job_server.read_usage(log)]
 
 
 def test_results_equal_a_local_run(runs):

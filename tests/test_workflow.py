@@ -15,38 +15,16 @@ import yaml
 
 from overtrained import claims, cpu_kernels, figures, job_server, tables, theory, workflow
 from overtrained import config as C
-from tests.workflow_helpers import REPO, copy_repo, dry_run_jobs, job_counts, snakemake
+from tests.workflow_helpers import (
+    REPO,
+    copy_repo,
+    dry_run_jobs,
+    expected_counts,
+    job_counts,
+    snakemake,
+)
 
 pytestmark = pytest.mark.workflow
-
-
-def expected_counts(cfg: dict) -> dict:
-    n_ckpt = sum(len(f["budgets"]) * len(f["seeds"]) for f in cfg["families"].values())
-    n_ft = len(workflow.ft_models(cfg))
-    n_families = len(cfg["families"])
-    n_datasets = len(workflow.dataset_task_names(cfg))
-    counts = {
-        "corpus": n_families,
-        "task_data": n_families * len(workflow.generated_task_names(cfg)),
-        "prefetch_dataset": n_datasets,
-        "dataset_task": n_datasets,
-        "pretrain_trunk": sum(
-            len(f["seeds"])
-            for f in cfg["families"].values()
-            if f["training"]["schedule"] != "cosine"
-        ),
-        "pretrain": n_ckpt,
-        "finetune": n_ckpt * n_ft,
-        "evaluate": n_ckpt * (1 + n_ft) * len(cfg["evaluate"]["suites"]),
-        "probes": n_ckpt * (1 + n_ft),
-        "sensitivity": n_ckpt,
-        "aggregate": 1,
-        "analysis": 1,
-        "figures": 1,
-        "claims": 1,
-        "theory": int(cfg["theory"]["enabled"]),
-    }
-    return {rule: n for rule, n in counts.items() if n}
 
 
 # A dataset task read with datasets.load_dataset from a local copy laid out like the

@@ -70,3 +70,35 @@ def dry_run_jobs(workdir: Path, *args: str, env: dict | None = None) -> list[tup
 
 def job_counts(jobs) -> Counter:
     return Counter(rule for rule, _ in jobs)
+
+
+def expected_counts(cfg: dict) -> dict:
+    """How many jobs of each rule a full run of `cfg` (validated) plans."""
+    from overtrained import workflow
+
+    n_ckpt = sum(len(f["budgets"]) * len(f["seeds"]) for f in cfg["families"].values())
+    n_ft = len(workflow.ft_models(cfg))
+    n_families = len(cfg["families"])
+    n_datasets = len(workflow.dataset_task_names(cfg))
+    counts = {
+        "corpus": n_families,
+        "task_data": n_families * len(workflow.generated_task_names(cfg)),
+        "prefetch_dataset": n_datasets,
+        "dataset_task": n_datasets,
+        "pretrain_trunk": sum(
+            len(f["seeds"])
+            for f in cfg["families"].values()
+            if f["training"]["schedule"] != "cosine"
+        ),
+        "pretrain": n_ckpt,
+        "finetune": n_ckpt * n_ft,
+        "evaluate": n_ckpt * (1 + n_ft) * len(cfg["evaluate"]["suites"]),
+        "probes": n_ckpt * (1 + n_ft),
+        "sensitivity": n_ckpt,
+        "aggregate": 1,
+        "analysis": 1,
+        "figures": 1,
+        "claims": 1,
+        "theory": int(cfg["theory"]["enabled"]),
+    }
+    return {rule: n for rule, n in counts.items() if n}
