@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.hub_server import StandInHub  # noqa: E402
+from tests.workflow_helpers import snakemake_command  # noqa: E402
 
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"}
 
@@ -47,18 +48,7 @@ def timed(command: list[str], cwd: Path, env: dict) -> tuple[float, str]:
 
 
 def snakemake(work: Path, config: Path, *args: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(work),
-        "--configfile",
-        str(config.resolve()),
-        *args,
-    ]
+    return snakemake_command(work, "--configfile", str(config.resolve()), *args)
 
 
 def no_op(run: Path, config: Path, repeats: int) -> dict:

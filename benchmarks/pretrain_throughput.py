@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from overtrained import config as config_module  # noqa: E402
 from overtrained import pretrain, provenance  # noqa: E402
+from tests.workflow_helpers import snakemake_command  # noqa: E402
 
 
 def bare_loop(model, batch: torch.Tensor, steps: int, lr: float, hf: bool) -> float:
@@ -129,17 +130,7 @@ def fixed_cost(base_config: dict) -> None:
         (work / "config.yaml").write_text(yaml.safe_dump(cfg))
         budget = config_module.load(cfg)["families"][name]["budgets"][0]
         target = f"results/{name}/{budget}-seed0/base/provenance.json"
-        snakemake = [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--snakefile",
-            str(REPO / "Snakefile"),
-            "--directory",
-            str(work),
-            "--cores",
-            "1",
-        ]
+        snakemake = snakemake_command(work, "--cores", "1")
         run_snakemake(snakemake + [f"results/{name}/corpus/train.npy"], work)
         # "From the job's process start": a fresh process, not a worker of the job server.
         costs = []

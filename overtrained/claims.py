@@ -537,13 +537,18 @@ def evaluate(metrics: pd.DataFrame, over: pd.DataFrame, cfg: Mapping | None = No
     rows += turning_shift(turning, cfg) + tuned_degradation(over, cfg)
     rows += schedule_effects(rows, cfg)
     frame = pd.DataFrame(rows, columns=SCHEMA.names)
-    order = {claim: i for i, claim in enumerate(CLAIMS)}
     return frame.sort_values(
-        ["claim", "size", "family", "subject"],
-        key=lambda s: s.map(order) if s.name == "claim" else s,
-        kind="stable",
+        ["claim", "size", "family", "subject"], key=_in_claim_order, kind="stable",
         ignore_index=True,
-    )
+    )  # fmt: skip
+
+
+def _in_claim_order(column: pd.Series) -> pd.Series:
+    """Sort key: claims in the order of CLAIMS ((b1) and (b2) after (b)), other columns as
+    they are."""
+    if column.name != "claim":
+        return column
+    return column.map({claim: i for i, claim in enumerate(CLAIMS)})
 
 
 def split_replicates(metrics: pd.DataFrame, seeds) -> pd.DataFrame:
@@ -580,10 +585,7 @@ def seed_split(metrics: pd.DataFrame, seed_sets: list, cfg: Mapping | None = Non
         merged = table if merged is None else merged.merge(table, on=keys, how="outer")
     verdicts = merged[[f"verdict {name}" for name in names]]
     merged["agree"] = verdicts.nunique(axis=1, dropna=False).eq(1) & verdicts.notna().all(axis=1)
-    order = {claim: i for i, claim in enumerate(CLAIMS)}
-    return merged.sort_values(
-        keys, key=lambda s: s.map(order) if s.name == "claim" else s, ignore_index=True
-    )
+    return merged.sort_values(keys, key=_in_claim_order, ignore_index=True)
 
 
 def seed_split_markdown(split: pd.DataFrame) -> str:
@@ -598,8 +600,8 @@ def seed_split_markdown(split: pd.DataFrame) -> str:
     for r in split.to_dict("records"):
         cells = [f"({r['claim']})", r["family"], r["subject"]]
         for s in sets:
-            verdict, estimate = r[f"verdict {s}"], r[f"estimate {s}"]
-            cells.append(f"{verdict} ({_number(estimate)})" if _number(estimate) else verdict)
+            verdict, estimate = r[f"verdict {s}"], _number(r[f"estimate {s}"])
+            cells.append(f"{verdict} ({estimate})" if estimate else verdict)
         cells.append("yes" if r["agree"] else "**no**")
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"

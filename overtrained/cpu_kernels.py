@@ -20,8 +20,10 @@ keep their own kernels: their digits differ, which is why verdicts rest on repli
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
+import sys
 from collections.abc import MutableMapping
 from pathlib import Path
 
@@ -29,16 +31,22 @@ PINS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA":
 MODES = ("pinned", "native")
 
 
-def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
-    """The instruction-set flags of the first CPU (empty where /proc/cpuinfo is missing)."""
+@functools.cache
+def _cpuinfo_field(name: str, cpuinfo: str | Path = "/proc/cpuinfo") -> str | None:
+    """A field of the first CPU in /proc/cpuinfo (None where the file or field is missing)."""
     try:
         text = Path(cpuinfo).read_text()
     except OSError:
-        return set()
+        return None
     for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.partition(":")[2].split())
-    return set()
+        if line.startswith(name):
+            return line.partition(":")[2].strip()
+    return None
+
+
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
+    """The instruction-set flags of the first CPU (empty where /proc/cpuinfo is missing)."""
+    return set((_cpuinfo_field("flags", cpuinfo) or "").split())
 
 
 def pin(
@@ -64,19 +72,11 @@ def pin(
 
 
 def cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
-    try:
-        for line in Path(cpuinfo).read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return _cpuinfo_field("model name", cpuinfo) or platform.processor() or platform.machine()
 
 
 def describe() -> dict:
     """For provenance: the CPU, the kernel path torch took (if torch is loaded), the pins."""
-    import sys
-
     out = {"model": cpu_model(), "machine": platform.machine()}
     torch = sys.modules.get("torch")
     if torch is not None:

@@ -23,7 +23,7 @@ so edited code is always what runs. A server serves one Python executable, one s
 library files and one environment (its key hashes them): a job with another environment
 (other thread counts, another virtualenv) gets a server of its own. Workers never reach
 the network (HF_HUB_OFFLINE and HF_DATASETS_OFFLINE are set), as compute jobs never do;
-jobs that download (prefetch, hub download) do not use the server. A server exits when no
+jobs that download (prefetch, hub download) do not use the server. A
 server lives as long as the Snakemake processes that started or used it, and exits
 `IDLE_SECONDS` after the last of them with no job running (after `MAX_IDLE_SECONDS` idle
 where it knows of none); `python -m overtrained.job_server stop` stops them now.

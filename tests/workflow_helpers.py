@@ -13,6 +13,11 @@ REPO = Path(__file__).resolve().parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
+def snakemake_command(work: Path, *args: str) -> list[str]:
+    """`python -m snakemake` on this checkout's Snakefile, in the folder `work`."""
+    return [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(work), *args]
+
+
 def copy_repo(dest: Path) -> Path:
     """A copy of the workflow (code, config, rules), so a test may edit its code."""
     ignore = shutil.ignore_patterns(
