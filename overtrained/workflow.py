@@ -7,6 +7,7 @@ tables can be traced to its file by eye.
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import json
@@ -30,10 +31,10 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 PROBES = "probes"
 JUDGE = "judge"
 
-# The library files each stage runs. Their content hash is a `params:` entry of the
-# stage's rule, so editing the fine-tuning code re-runs fine-tuning and what depends on
-# it, and nothing upstream. Shared helpers (config, provenance, workflow) only record
-# or route and are deliberately left out: editing them re-runs nothing.
+# The library files each stage runs. Their code hash is a `params:` entry of the stage's
+# rule, so editing the fine-tuning code re-runs fine-tuning and what depends on it, and
+# nothing upstream. Shared helpers (config, provenance, workflow) only record or route and
+# are deliberately left out: editing them re-runs nothing.
 STAGE_CODE = {
     "corpus": ("corpus.py",),
     "tasks": ("tasks.py", "corpus.py"),
@@ -53,14 +54,42 @@ STAGE_CODE = {
 }
 
 
+def code_fingerprint(source: bytes, suffix: str) -> bytes:
+    """What a file makes the stage do, not where it lives or how it is worded: for Python,
+    the syntax tree without docstrings, written back as code (comments, blank lines and
+    formatting are not in the tree); any other file as it is. Moving a file or editing its
+    documentation therefore re-runs nothing. One cost: a new Python minor version may
+    write the tree differently and re-run the stages once."""
+    if suffix != ".py":
+        return source
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.unparse(tree).encode()
+
+
 @functools.cache
 def stage_code_hash(stage: str) -> str:
-    digest = hashlib.sha256()
+    """Hash of the stage's files' fingerprints, in an order that does not depend on paths."""
+    files = []
     for pattern in STAGE_CODE[stage]:
-        for path in sorted(PACKAGE_DIR.glob(pattern)):
-            digest.update(path.relative_to(PACKAGE_DIR).as_posix().encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+        matched = sorted(PACKAGE_DIR.glob(pattern))
+        if not matched:  # a moved file must be moved here too, not dropped from the hash
+            raise FileNotFoundError(f"STAGE_CODE[{stage!r}]: no file matches {pattern!r}")
+        files += matched
+    prints = sorted(
+        hashlib.sha256(code_fingerprint(path.read_bytes(), path.suffix)).hexdigest()
+        for path in files
+    )
+    return hashlib.sha256("\n".join(prints).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

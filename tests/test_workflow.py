@@ -15,6 +15,7 @@ import yaml
 
 from overtrained import claims, cpu_kernels, figures, job_server, tables, theory, workflow
 from overtrained import config as C
+from tests.builders import LOCAL_HH_TASK
 from tests.workflow_helpers import (
     REPO,
     copy_repo,
@@ -29,17 +30,6 @@ pytestmark = pytest.mark.workflow
 
 # A dataset task read with datasets.load_dataset from a local copy laid out like the
 # Anthropic/hh-rlhf Hub repository (relative paths are relative to the working directory).
-LOCAL_HH_TASK = {
-    "kind": "dataset",
-    "dataset": {
-        "path": "tests/data/hh_local",
-        "format": "transcript",
-        "column": "chosen",
-        "test_split": "test",
-    },
-    "n_train": 32,
-    "n_test": 8,
-}
 
 
 def test_lint_is_clean():
@@ -426,7 +416,7 @@ def test_a_stage_code_change_reruns_that_stage_and_downstream_only(finished):
     source = finished / "overtrained/finetune.py"
     original = source.read_text()
     try:
-        source.write_text(original + "\n# a change to the fine-tuning code\n")
+        source.write_text(original + "\nCHANGED = True  # a change to the fine-tuning code\n")
         counts = job_counts(dry_run_jobs(finished))
     finally:
         source.write_text(original)
@@ -442,6 +432,21 @@ def test_a_stage_code_change_reruns_that_stage_and_downstream_only(finished):
         "figures": 1,
         "claims": 1,
     }
+
+
+def test_a_documentation_edit_of_stage_code_reruns_nothing(finished):
+    """The stage code hash ignores docstrings, comments and layout (and paths: see
+    test_workflow_plan), so rewording or moving the library re-runs no finished work."""
+    source = finished / "overtrained/finetune.py"
+    original = source.read_text()
+    _, docstring, rest = original.split('"""', 2)
+    try:
+        reworded = "Reworded. " + docstring.replace("the", "this")
+        source.write_text(f'"""{reworded}"""{rest}\n# a note\n')
+        jobs = dry_run_jobs(finished)
+    finally:
+        source.write_text(original)
+    assert jobs == []
 
 
 def test_a_params_change_of_pretraining_reruns_pretraining(finished, tmp_path):

@@ -59,8 +59,8 @@ def test_stream_covers_the_largest_budget_and_ignores_smaller_additions():
 
 
 def test_stage_code_hash_follows_the_stage_files(tmp_path, monkeypatch):
-    (tmp_path / "finetune.py").write_text("a = 1\n")
-    (tmp_path / "pretrain.py").write_text("b = 1\n")
+    for name, code in [("finetune", "a = 1"), ("loading", "d = 1"), ("pretrain", "b = 1")]:
+        (tmp_path / f"{name}.py").write_text(code + "\n")
     (tmp_path / "model.py").write_text("c = 1\n")
     monkeypatch.setattr(workflow, "PACKAGE_DIR", tmp_path)
     workflow.stage_code_hash.cache_clear()
@@ -69,6 +69,35 @@ def test_stage_code_hash_follows_the_stage_files(tmp_path, monkeypatch):
     workflow.stage_code_hash.cache_clear()
     assert workflow.stage_code_hash("finetune") != ft
     assert workflow.stage_code_hash("pretrain") == pre
+    workflow.stage_code_hash.cache_clear()
+
+
+def test_a_moved_or_reworded_stage_file_keeps_its_code_hash(tmp_path, monkeypatch):
+    """The hash is of what the code does: a file moved to a subpackage, a new docstring, a
+    comment or reformatting change nothing; a changed statement or constant does."""
+    code = 'def step(x):\n    return x * 2  # doubled\n\nRATE = "1e-3"\n'
+    (tmp_path / "finetune.py").write_text(code)
+    (tmp_path / "loading.py").write_text("import json\n")
+    monkeypatch.setattr(workflow, "PACKAGE_DIR", tmp_path)
+    monkeypatch.setitem(workflow.STAGE_CODE, "finetune", ("finetune.py", "loading.py"))
+    workflow.stage_code_hash.cache_clear()
+    before = workflow.stage_code_hash("finetune")
+    (tmp_path / "train").mkdir()
+    (tmp_path / "finetune.py").rename(tmp_path / "train/finetune.py")
+    (tmp_path / "train/finetune.py").write_text(
+        '"""Fine-tuning, now documented."""\n\n\ndef step(x):\n    """Twice x."""\n'
+        "    return x*2\n\n\nRATE = '1e-3'  # quoted differently\n"
+    )
+    monkeypatch.setitem(workflow.STAGE_CODE, "finetune", ("train/finetune.py", "loading.py"))
+    workflow.stage_code_hash.cache_clear()
+    assert workflow.stage_code_hash("finetune") == before
+    (tmp_path / "train/finetune.py").write_text(code.replace("1e-3", "1e-4"))
+    workflow.stage_code_hash.cache_clear()
+    assert workflow.stage_code_hash("finetune") != before
+    monkeypatch.setitem(workflow.STAGE_CODE, "finetune", ("finetune.py", "loading.py"))
+    workflow.stage_code_hash.cache_clear()
+    with pytest.raises(FileNotFoundError, match="no file matches 'finetune.py'"):
+        workflow.stage_code_hash("finetune")
     workflow.stage_code_hash.cache_clear()
 
 
