@@ -2,7 +2,7 @@
 
 Why synthetic: the workflow must run offline and the miniature models (~25k-200k parameters)
 must stay *capacity-limited* on the language, or they leave the paper's regime once they hit the
-corpus's loss floor (see DESIGN.md).  The language below therefore has, cheaply:
+corpus's loss floor (see docs/design.md).  The language below therefore has, cheaply:
 
 * words built from a Zipf-weighted syllable inventory (subword structure for BPE), frequent words
   shorter than rare ones, a few thousand lexemes split into nouns/verbs/adjectives/adverbs plus a

@@ -1,4 +1,4 @@
-"""The figures a user expects (PAPER.md, "Figures a user expects"), and the report's tables.
+"""The figures a user expects (docs/paper.md, "Figures a user expects"), and the report's tables.
 
 Inputs: metrics.parquet (every number), best_lr.parquet (the LR tuned at each checkpoint)
 and overtraining.parquet (where each fine-tuned curve is best, and the verdict). The x axis

@@ -1,6 +1,6 @@
 """Pre-training of tiny OLMo-2 models on the synthetic corpus, per token budget.
 
-Three schedules (the schedule is an experimental variable, see PAPER.md):
+Three schedules (the schedule is an experimental variable, see docs/paper.md):
 - cosine: one run per budget, warmup then cosine to min_lr at the budget (the paper);
 - wsd: one warmup-stable trunk; each budget branches off it at (1 - decay_fraction) x budget
   and decays linearly to min_lr at the budget;

@@ -1,4 +1,4 @@
-"""The theory experiment (PAPER.md, Experiment 4): catastrophic overtraining in a two-layer
+"""The theory experiment (docs/paper.md, Experiment 4): catastrophic overtraining in a two-layer
 linear network, simulated exactly on the CPU in seconds.
 
 The model is f(x) = W2 W1 x with whitened inputs, so a task is a target matrix and its loss

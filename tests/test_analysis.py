@@ -23,36 +23,10 @@ import pytest
 
 from overtrained import analysis as A
 from overtrained import tables
+from tests.builders import TOKENS, metrics, row
 from tests.workflow_helpers import REPO
 
-TOKENS = [1_000, 2_000, 4_000, 8_000, 16_000]  # log-spaced budgets, as a family's
 Z = 1.959963984540054
-
-
-def row(tokens, value, metric="pretrain_loss", **kw) -> dict:
-    """One row of metrics.parquet: by default a fine-tuned model's retention probe."""
-    r = dict.fromkeys(tables.SCHEMA.names)
-    seed = kw.pop("pretrain_seed", 0)
-    budget = f"{tokens // 1000}K"
-    r.update(
-        family="f",
-        checkpoint=f"{budget}-seed{seed}" if seed is not None else f"step{tokens}",
-        budget=budget,
-        tokens=tokens,
-        pretrain_seed=seed,
-        model="finetuned",
-        ft_task="t",
-        lr=1e-3,
-        ft_seed=0,
-        suite="probes",
-        metric=metric,
-        value=value,
-        status="ok",
-    )
-    r.update(kw)
-    if r["model"] != "finetuned":
-        r.update(ft_task=None, lr=None, ft_seed=None)
-    return r
 
 
 def id_row(tokens, value, **kw) -> dict:
@@ -62,11 +36,6 @@ def id_row(tokens, value, **kw) -> dict:
 
 def lm_row(tokens, value, task="arc", metric="acc", **kw) -> dict:
     return row(tokens, value, metric=metric, suite="bench", eval_task=task, **kw)
-
-
-def metrics(rows: list[dict]) -> pd.DataFrame:
-    """The frame as pd.read_parquet gives it (nullable int64 columns come back float64)."""
-    return pa.Table.from_pylist(rows, schema=tables.SCHEMA).to_pandas()
 
 
 def one(frame: pd.DataFrame, **where) -> pd.Series:

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from overtrained import analysis, claims
-from tests.test_analysis import TOKENS, metrics, row
+from tests.builders import TOKENS, metrics, row
 
 SPREAD = (-0.01, 0.0, 0.01)  # three seeds around each designed mean
 

@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests.builders import LOCAL_HH_TASK
 from tests.hub_server import StandInHub
-from tests.test_workflow import LOCAL_HH_TASK
 from tests.workflow_helpers import copy_repo, dry_run_jobs, job_counts, snakemake
 
 pytestmark = pytest.mark.workflow

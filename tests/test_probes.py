@@ -8,19 +8,7 @@ import torch
 
 from overtrained import probes, provenance
 from overtrained.model import load_checkpoint
-
-
-def hand_mean_nll(model, windows):
-    """One window at a time, one position at a time: the definition of mean token NLL."""
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for window in windows:
-            logits, _ = model(window[:-1].unsqueeze(0))
-            logp = torch.log_softmax(logits[0].double(), dim=-1)
-            for pos in range(len(window) - 1):
-                total -= logp[pos, window[pos + 1]].item()
-                count += 1
-    return total / count, count
+from tests.builders import hand_mean_nll
 
 
 def test_pretrain_loss_equals_hand_computation(checkpoint_dir, corpus_dir):

@@ -9,7 +9,7 @@ from tokenizers import Tokenizer
 
 from overtrained import dataset_tasks, probes, provenance, retention
 from overtrained.model import load_checkpoint
-from tests.test_probes import hand_mean_nll
+from tests.builders import hand_mean_nll
 
 TEXTS = [f"the river {i} runs past the old mill and the hill." * 3 for i in range(40)]
 

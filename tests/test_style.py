@@ -18,3 +18,25 @@ def test_ruff_is_clean():
 def test_snakefmt_is_clean():
     result = run("snakefmt", "--check", "Snakefile", "rules")
     assert result.returncode == 0, result.stderr
+
+
+def test_ruff_format_is_clean():
+    result = run("ruff", "format", "--check", ".")
+    assert result.returncode == 0, result.stdout
+
+
+def test_nothing_points_outside_the_repository():
+    """A clone has no design notes or paper summary beside it: every fact the project cites
+    is written into docs/ (docs/paper.md, docs/design.md)."""
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split("\0")
+    outside = ("../shared", "PAPER.md", "DESIGN.md")
+    hits = []
+    for name in filter(None, tracked):
+        path = REPO / name
+        if name == "tests/test_style.py" or not path.is_file():
+            continue
+        text = path.read_bytes().decode("utf-8", errors="ignore")
+        hits += [f"{name}: {word}" for word in outside if word in text]
+    assert not hits, "\n".join(hits)
