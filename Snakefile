@@ -56,6 +56,11 @@ onstart:
     overtrained.job_server.local_jobs_of(
         getattr(workflow.executor_plugin, "name", None)
     )
+    # The Slurm checks again, now that Snakemake has set the executor (its supported API).
+    try:
+        overtrained.slurm_profile.check_workflow(workflow, config)
+    except overtrained.config.ConfigError as error:
+        sys.exit(f"Config error: {error}")
 
 
 wildcard_constraints:

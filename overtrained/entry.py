@@ -24,24 +24,6 @@ def log_to(path: str | Path, append: bool = False) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True
     )
-    _fail_once_if_asked(str(path))
-
-
-# Fault injection for the cluster tests (tests/test_slurm.py): OVERTRAINED_FAIL_ONCE=
-# "<part of a log path>:<marker file>" makes the first job whose log path contains that part
-# fail (and create the marker), so the retry can be observed. Unset, it does nothing.
-FAIL_ONCE = "OVERTRAINED_FAIL_ONCE"
-
-
-def _fail_once_if_asked(log_path: str) -> None:
-    spec = os.environ.get(FAIL_ONCE)
-    if not spec:
-        return
-    part, _, marker = spec.partition(":")
-    if part and part in log_path and marker and not Path(marker).exists():
-        Path(marker).write_text(log_path)
-        print(f"{FAIL_ONCE}: failing this attempt on purpose ({part!r})", flush=True)
-        sys.exit(1)
 
 
 def params_dict(params) -> dict:

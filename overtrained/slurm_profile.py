@@ -21,6 +21,7 @@ import inspect
 import os
 import re
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -303,10 +304,12 @@ def plain(resources: Mapping[str, Any] | None) -> dict[str, Any]:
 def executor_name(workflow) -> str | None:
     """The executor of the snakemake command reading this Snakefile.
 
-    Snakemake 9 reads the Snakefile before it sets `workflow.executor_plugin` (the DAG API is
-    made in snakemake.cli.args_to_api, before execute_workflow), so where that is not set yet
-    this takes the executor the command line or a profile gave from args_to_api's arguments.
-    None where neither is known (the Python API), or inside a job (remote or subprocess mode).
+    `workflow.executor_plugin` is the supported source, but Snakemake 9 reads the Snakefile
+    before it sets it (the DAG API is made in snakemake.cli.args_to_api, before
+    execute_workflow), and a dry run never sets it. So where it is not set yet this takes the
+    executor the command line or a profile gave from args_to_api's arguments, and warns when
+    it cannot find them (the checks then run only at `onstart`, for real runs). None inside
+    a job (remote or subprocess mode), where nothing is checked.
     """
     if workflow.remote_exec or workflow.subprocess_exec:
         return None
@@ -319,6 +322,12 @@ def executor_name(workflow) -> str | None:
         if frame.f_code.co_name == "args_to_api" and module.startswith("snakemake"):
             return getattr(frame.f_locals.get("args"), "executor", None)
         frame = frame.f_back
+    warnings.warn(
+        "overtrained: cannot tell which executor reads this Snakefile (not run from the "
+        "snakemake command line, or its internals changed), so the Slurm resource checks "
+        "wait for the run's start and a dry run is not checked",
+        stacklevel=2,
+    )
     return None
 
 

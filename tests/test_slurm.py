@@ -22,6 +22,8 @@ from overtrained import job_server
 from tests import slurm_cluster
 from tests.workflow_helpers import REPO, copy_repo, snakemake
 
+FAIL_ONCE_DRIVER = REPO / "tests/drivers/fail_once"  # sitecustomize: one job fails once
+
 pytestmark = [pytest.mark.workflow, pytest.mark.slurm]
 
 # The test overlay of the profile: quick first status checks, short file-system waits.
@@ -65,7 +67,14 @@ def runs(cluster, tmp_path_factory):
     snakemake(local, "--cores", "2")
     work = workflow_copy(tmp_path_factory.mktemp("cluster"), slurm_config())
     marker = work.parent / "failed-once"
-    env = {**os.environ, "OVERTRAINED_FAIL_ONCE": f"sensitivity/tiny/16K-seed0:{marker}"}
+    env = {
+        **os.environ,
+        # tests/drivers/fail_once: the first attempt of this job fails, the retry must not
+        "OVERTRAINED_FAIL_ONCE": f"sensitivity/tiny/16K-seed0:{marker}",
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(FAIL_ONCE_DRIVER), os.environ.get("PYTHONPATH")])
+        ),
+    }
     started = time.perf_counter()
     result = snakemake(work, "--profile", "profiles/slurm", *FAST, env=env, timeout=1200)
     return {

@@ -619,3 +619,17 @@ def test_cores_below_a_rules_threads_stop_a_slurm_plan():
     )
     slurm_profile.check_cores(32, rules)
     slurm_profile.check_cores(None, rules)
+
+
+def test_an_unknown_executor_warns_instead_of_skipping_the_checks_silently():
+    """Outside the snakemake command line (no args_to_api frame, no executor plugin yet) the
+    executor cannot be known: the user is told the dry run goes unchecked."""
+    from types import SimpleNamespace
+
+    workflow = SimpleNamespace(remote_exec=False, subprocess_exec=False, executor_plugin=None)
+    with pytest.warns(UserWarning, match="cannot tell which executor"):
+        assert slurm_profile.executor_name(workflow) is None
+    workflow.executor_plugin = SimpleNamespace(name="slurm")  # set by Snakemake at onstart
+    assert slurm_profile.executor_name(workflow) == "slurm"
+    inside_a_job = SimpleNamespace(remote_exec=True, subprocess_exec=False, executor_plugin=None)
+    assert slurm_profile.executor_name(inside_a_job) is None
