@@ -2,6 +2,7 @@
 
 
 rule aggregate:
+    """Every training, evaluation and sensitivity record into results/tables/metrics.parquet."""
     input:
         evaluations=W.evaluation_files(config),
         trainings=W.train_files(config),

@@ -1,5 +1,16 @@
 # Paths and small helpers shared by the rules; the logic is in overtrained.workflow.
 
+# The evaluation rules (evaluate, probes, sensitivity, judge) share one allocation.
+EVAL_RESOURCES = config["evaluate"]["resources"]
+
+
+def eval_resources():
+    return {
+        "mem_mb": lambda wildcards, attempt: EVAL_RESOURCES["mem_mb"] * attempt,
+        "runtime": EVAL_RESOURCES["runtime"],
+        "gpu": EVAL_RESOURCES["gpus"],
+    }
+
 
 def family_cfg(wildcards):
     return config["families"][wildcards.family]

@@ -61,6 +61,7 @@ rule prefetch_suite:
 
 
 rule evaluate:
+    """One lm-eval suite on one model (base or fine-tuned): its metrics and samples."""
     input:
         unpack(model_files),
         tests=lambda w: list(mini_test_files(w).values()),
@@ -79,12 +80,9 @@ rule evaluate:
         suite="|".join(config["evaluate"]["suites"]) or "(?!)",
     conda:
         "../envs/eval.yaml"
-    threads: config["evaluate"]["resources"]["threads"]
+    threads: EVAL_RESOURCES["threads"]
     resources:
-        mem_mb=lambda wildcards, attempt: config["evaluate"]["resources"]["mem_mb"]
-        * attempt,
-        runtime=config["evaluate"]["resources"]["runtime"],
-        gpu=config["evaluate"]["resources"]["gpus"],
+        **eval_resources(),
     params:
         model_dir=model_dir,
         mini_test_files=mini_test_files,
@@ -99,6 +97,7 @@ rule evaluate:
 
 
 rule probes:
+    """Exact losses of one model: retention of pre-training text and each task's test loss."""
     input:
         unpack(model_files),
         heldout=heldout_stream,
@@ -111,12 +110,9 @@ rule probes:
         "logs/probes/{family}/{ckpt}/{model}.benchmark.tsv"
     conda:
         "../envs/train.yaml"
-    threads: config["evaluate"]["resources"]["threads"]
+    threads: EVAL_RESOURCES["threads"]
     resources:
-        mem_mb=lambda wildcards, attempt: config["evaluate"]["resources"]["mem_mb"]
-        * attempt,
-        runtime=config["evaluate"]["resources"]["runtime"],
-        gpu=config["evaluate"]["resources"]["gpus"],
+        **eval_resources(),
     params:
         model_dir=model_dir,
         task_test_files=task_test_files,
@@ -129,6 +125,7 @@ rule probes:
 
 
 rule sensitivity:
+    """Gaussian perturbation of one base checkpoint: loss increase per noise scale and seed."""
     input:
         record=base_record,
         heldout=heldout_stream,
@@ -140,12 +137,9 @@ rule sensitivity:
         "logs/sensitivity/{family}/{ckpt}.benchmark.tsv"
     conda:
         "../envs/train.yaml"
-    threads: config["evaluate"]["resources"]["threads"]
+    threads: EVAL_RESOURCES["threads"]
     resources:
-        mem_mb=lambda wildcards, attempt: config["evaluate"]["resources"]["mem_mb"]
-        * attempt,
-        runtime=config["evaluate"]["resources"]["runtime"],
-        gpu=config["evaluate"]["resources"]["gpus"],
+        **eval_resources(),
     params:
         sensitivity=config["sensitivity"],
         retention_tokens=config["evaluate"]["retention_tokens"],
@@ -168,12 +162,9 @@ rule judge:
         model=r"ft/[^/]+/lr[^/]+/seed\d+",
     conda:
         "../envs/eval.yaml"
-    threads: config["evaluate"]["resources"]["threads"]
+    threads: EVAL_RESOURCES["threads"]
     resources:
-        mem_mb=lambda wildcards, attempt: config["evaluate"]["resources"]["mem_mb"]
-        * attempt,
-        runtime=config["evaluate"]["resources"]["runtime"],
-        gpu=config["evaluate"]["resources"]["gpus"],
+        **eval_resources(),
     params:
         model_dir=model_dir,
         task=lambda w: W.parse_ft_model(w.model)[0],

@@ -46,6 +46,7 @@ rule dataset_task:
 
 
 rule task_data:
+    """A synthetic fine-tuning task of a pretrain family, in its corpus's language."""
     output:
         train=f"{W.RESULTS}/{{family}}/tasks/{{task}}/train.jsonl",
         test=f"{W.RESULTS}/{{family}}/tasks/{{task}}/test.jsonl",
@@ -67,6 +68,7 @@ rule task_data:
 
 
 rule finetune:
+    """TRL SFT of one checkpoint on one task at one LR and seed."""
     input:
         base=base_record,
         train=lambda w: f"{W.task_dir(config, w.family, w.task)}/train.jsonl",

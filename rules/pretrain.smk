@@ -3,6 +3,7 @@
 
 
 rule corpus:
+    """The synthetic corpus and its tokenizer: training and held-out token streams."""
     output:
         train=f"{W.RESULTS}/{{family}}/corpus/train.npy",
         heldout=f"{W.RESULTS}/{{family}}/corpus/heldout.npy",
@@ -34,6 +35,7 @@ rule corpus:
 
 
 rule pretrain_trunk:
+    """The shared run of one seed (constant, WSD): optimizer states at every budget."""
     input:
         train=rules.corpus.output.train,
     output:
@@ -61,6 +63,7 @@ rule pretrain_trunk:
 
 
 rule pretrain:
+    """One checkpoint (budget x seed): read off the trunk, decayed, or its own cosine run."""
     input:
         unpack(pretrain_inputs),
     output:
