@@ -517,7 +517,7 @@ def launch(spec: dict, processes: int) -> dict | None:
         "--standalone",
         f"--nproc_per_node={processes}",
         "-m",
-        "overtrained.finetune",
+        __spec__.name,  # this module, wherever it lives
         str(spec_path),
     ]
     log.info("launching %s", " ".join(command))

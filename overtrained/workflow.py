@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from overtrained.config import (
     ID_PREFIX,
     MINI_PREFIX,
@@ -55,14 +57,20 @@ STAGE_CODE = {
 
 
 def code_fingerprint(source: bytes, suffix: str) -> bytes:
-    """What a file makes the stage do, not where it lives or how it is worded: for Python,
-    the syntax tree without docstrings, written back as code (comments, blank lines and
-    formatting are not in the tree); any other file as it is. Moving a file or editing its
-    documentation therefore re-runs nothing. One cost: a new Python minor version may
-    write the tree differently and re-run the stages once."""
+    """What a file makes the stage do, not where it or its imports live, nor how it is
+    worded: for Python, the syntax tree written back as code, without docstrings (comments,
+    blank lines and layout are not in the tree) and without the package's own import
+    statements, every use of one of the package's modules written as `_` (so `tables.SCHEMA`
+    and, after a move and rename, `aggregate.SCHEMA` are both `_.SCHEMA`; which of the
+    package's files a stage runs is STAGE_CODE's business). Any other file as it is.
+    Moving or renaming a module, or editing documentation, re-runs nothing. One cost: a new
+    Python minor version may write the tree differently and re-run the stages once. YAML
+    (lm-eval task files): its data, without comments or layout."""
+    if suffix == ".yaml":
+        return json.dumps(yaml.safe_load(source), sort_keys=True).encode()
     if suffix != ".py":
         return source
-    tree = ast.parse(source)
+    tree = _WithoutPackageImports().visit(ast.parse(source))
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if (
@@ -74,6 +82,41 @@ def code_fingerprint(source: bytes, suffix: str) -> bytes:
         ):
             node.body = body[1:] or [ast.Pass()]
     return ast.unparse(tree).encode()
+
+
+class _WithoutPackageImports(ast.NodeTransformer):
+    """Drops `from overtrained[.subpackage] import ...` statements; names they bind to the
+    package's modules become `_` wherever they are used."""
+
+    def __init__(self):
+        self.modules: set[str] = set()
+
+    def visit_Module(self, node: ast.Module) -> ast.Module:
+        for child in ast.walk(node):  # bindings first: a use may precede a deferred import
+            if (
+                isinstance(child, ast.ImportFrom)
+                and _is_package_import(child)
+                and _names_modules(child.module)
+            ):
+                self.modules.update(alias.asname or alias.name for alias in child.names)
+        return self.generic_visit(node)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom):
+        return None if _is_package_import(node) else node
+
+    def visit_Name(self, node: ast.Name) -> ast.Name:
+        return ast.Name("_", node.ctx) if node.id in self.modules else node
+
+
+def _is_package_import(node: ast.ImportFrom) -> bool:
+    return node.level == 0 and (node.module or "").split(".")[0] == PACKAGE_DIR.name
+
+
+def _names_modules(module: str) -> bool:
+    """`from overtrained import x` and `from overtrained.<subpackage> import x` import
+    modules; `from overtrained[.sub].module import x` imports what a module defines."""
+    parts = module.split(".")[1:]
+    return not parts or (len(parts) == 1 and (PACKAGE_DIR / parts[0]).is_dir())
 
 
 @functools.cache
