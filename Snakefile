@@ -15,12 +15,12 @@ min_version("9.0")
 
 sys.path.insert(0, workflow.basedir)
 
-import overtrained.config
-import overtrained.cpu_kernels
-import overtrained.job_server
-import overtrained.lm_eval_index
-import overtrained.pins
-import overtrained.slurm_profile
+import overtrained.core.config
+import overtrained.execution.cpu_kernels
+import overtrained.execution.job_server
+import overtrained.evaluation.lm_eval_index
+import overtrained.hub.pins
+import overtrained.execution.slurm_profile
 import overtrained.workflow as W
 
 # Rule scripts import the library from this checkout, whatever environment runs them.
@@ -35,16 +35,16 @@ if not workflow.overwrite_configfiles:
 
 
 try:
-    config = overtrained.config.load(config)
-    overtrained.lm_eval_index.check_suites(config)
+    config = overtrained.core.config.load(config)
+    overtrained.evaluation.lm_eval_index.check_suites(config)
     # Every job (local, job server, Slurm) inherits the kernel pins: one machine's digits.
-    overtrained.cpu_kernels.pin(config["execution"]["cpu_kernels"])
+    overtrained.execution.cpu_kernels.pin(config["execution"]["cpu_kernels"])
     # Under --executor slurm: the profile's and the rules' resources, before any submission.
-    overtrained.slurm_profile.check_workflow(workflow, config)
+    overtrained.execution.slurm_profile.check_workflow(workflow, config)
     # Hub families: budgets and branches -> commit shas, from (or into) the pinned manifest.
-    for line in overtrained.pins.pin_config(config):
+    for line in overtrained.hub.pins.pin_config(config):
         print(line, file=sys.stderr)
-except overtrained.config.ConfigError as error:
+except overtrained.core.config.ConfigError as error:
     sys.exit(f"Config error: {error}")
 
 
@@ -53,13 +53,13 @@ report: "report/workflow.rst"
 
 onstart:
     # Local rules on a cluster's login node run as plain processes (no job server there).
-    overtrained.job_server.local_jobs_of(
+    overtrained.execution.job_server.local_jobs_of(
         getattr(workflow.executor_plugin, "name", None)
     )
     # The Slurm checks again, now that Snakemake has set the executor (its supported API).
     try:
-        overtrained.slurm_profile.check_workflow(workflow, config)
-    except overtrained.config.ConfigError as error:
+        overtrained.execution.slurm_profile.check_workflow(workflow, config)
+    except overtrained.core.config.ConfigError as error:
         sys.exit(f"Config error: {error}")
 
 

@@ -14,11 +14,11 @@ same checkpoint directory, in the same process:
   float32 for ours and for the olmo-1b stand-in), `max_batch_size=64`, `logits_cache=True`,
   `add_bos_token=None`, `max_length=None` (from the config). Batch size 1 is the default of
   both HFLM and the lm-eval CLI's `--batch_size`.
-* ours: `overtrained.evaluate.load_lm(checkpoint dir, "auto", --precision)`, what the evaluate
-  stage runs: on a CPU fp32 and `evaluate.CPU_BATCH_SIZE`; on a GPU bf16 (where supported)
-  and lm-eval's automatic batch size, which HFLM detects again at every `loglikelihood` call
-  (5 trial forward passes of the longest request at `max_batch_size`): that detection is
-  inside the timed call, as it is inside every real evaluation.
+* ours: `overtrained.evaluation.evaluate.load_lm(checkpoint dir, "auto", --precision)`, what
+  the evaluate stage runs: on a CPU fp32 and `evaluate.CPU_BATCH_SIZE`; on a GPU bf16 (where
+  supported) and lm-eval's automatic batch size, which HFLM detects again at every
+  `loglikelihood` call (5 trial forward passes of the longest request at `max_batch_size`):
+  that detection is inside the timed call, as it is inside every real evaluation.
 
 Timing (default `--mode loglikelihood`): `lm.loglikelihood(instances)` on the task's built
 instances, after an untimed warm-up call on the first `--warmup-requests` of them; with
@@ -57,7 +57,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars of datasets, transfo
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from overtrained.model import OLMO2_1B_SHAPE  # noqa: E402
+from overtrained.models.model import OLMO2_1B_SHAPE
 
 BASELINE = "lm-eval-default"
 OURS = "ours"
@@ -74,13 +74,13 @@ DEFAULT_REPEATS = {"checkpoint": 3, "olmo-1b": 1}
 
 
 def mini_family() -> dict:
-    from overtrained import config
+    from overtrained.core import config
 
     return config.load_file(REPO / "config.yaml")["families"]["mini"]
 
 
 def corpus_spec():
-    from overtrained import corpus
+    from overtrained.data import corpus
     from overtrained.workflow import corpus_spec_fields
 
     return corpus.CorpusSpec.from_dict(corpus_spec_fields(mini_family()["corpus"]))
@@ -89,7 +89,7 @@ def corpus_spec():
 def make_tokenizer(out: Path) -> Path:
     """The `mini` family's byte-level BPE tokenizer (fewer training documents than the
     workflow uses: only its vocabulary matters here)."""
-    from overtrained import corpus
+    from overtrained.data import corpus
 
     tokenizer = out / "corpus" / "tokenizer"
     if not (tokenizer / "tokenizer.json").exists():
@@ -102,8 +102,10 @@ def make_tokenizer(out: Path) -> Path:
 def make_checkpoint(out: Path) -> Path:
     """The `mini` family (config.yaml) pre-trained for PRETRAIN_BUDGET tokens, as the
     pretrain stage writes it (model.safetensors, config.json, tokenizer)."""
-    from overtrained import corpus, pretrain, provenance
-    from overtrained.config import parse_tokens
+    from overtrained.core import provenance
+    from overtrained.core.config import parse_tokens
+    from overtrained.data import corpus
+    from overtrained.train import pretrain
 
     model_dir = out / "checkpoint"
     if (model_dir / "provenance.json").exists():
@@ -129,7 +131,7 @@ def make_olmo_1b(out: Path, device: str) -> Path:
     import torch
     import transformers
 
-    from overtrained.corpus import EOS_ID, PAD_ID
+    from overtrained.data.corpus import EOS_ID, PAD_ID
 
     model_dir = out / "olmo-1b"
     if (model_dir / "tokenizer.json").exists():
@@ -151,11 +153,11 @@ def make_olmo_1b(out: Path, device: str) -> Path:
 
 
 def write_test_file(out: Path, task: str, n_test: int) -> Path:
-    from overtrained import tasks
+    from overtrained.data import task_data
 
     task_dir = out / "tasks" / f"{task}-{n_test}"
     if not (task_dir / "test.jsonl").exists():
-        tasks.write_task(task_dir, TASKS[task], corpus_spec(), n_train=0, n_test=n_test, seed=0)
+        task_data.write_task(task_dir, TASKS[task], corpus_spec(), n_train=0, n_test=n_test, seed=0)
     return task_dir / "test.jsonl"
 
 
@@ -166,7 +168,7 @@ def load_variant(variant: str, model_dir: Path, args):
     import torch
     from lm_eval.models.huggingface import HFLM
 
-    from overtrained import evaluate
+    from overtrained.evaluation import evaluate
 
     if variant == OURS:
         return evaluate.load_lm(model_dir, "auto", args.precision)
@@ -209,7 +211,7 @@ def run_simple_evaluate(lm, task_config: dict, limit: int | None):
     import lm_eval
     from lm_eval.tasks import TaskManager
 
-    from overtrained import evaluate
+    from overtrained.evaluation import evaluate
 
     return lm_eval.simple_evaluate(
         model=lm,
@@ -241,7 +243,7 @@ def time_simple_evaluate(lm, task_config: dict, task: str, args) -> dict:
 def environment(args) -> dict:
     import torch
 
-    from overtrained import provenance
+    from overtrained.core import provenance
 
     env = {
         **provenance.package_versions(),
@@ -261,7 +263,7 @@ def environment(args) -> dict:
 def measure(args, model_dir: Path, test_file: Path) -> tuple[dict, dict]:
     import torch
 
-    from overtrained import evaluate
+    from overtrained.evaluation import evaluate
 
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()  # not the olmo-1b stand-in's initialisation

@@ -26,8 +26,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from overtrained import config, corpus, finetune, pretrain, provenance, tasks  # noqa: E402
-from overtrained.workflow import corpus_spec_fields  # noqa: E402
+from overtrained.core import config, provenance
+from overtrained.data import (
+    corpus,
+    task_data,
+)
+from overtrained.train import finetune, pretrain
+from overtrained.workflow import corpus_spec_fields
 
 DRIVER = REPO / "tests" / "drivers" / "finetune_until.py"
 
@@ -41,7 +46,7 @@ def prepare(out: Path) -> None:
     corpus.write_token_stream(spec, data / "tokenizer", "heldout", 70_000, data / "heldout.npy")
     provenance.write_json(data / "corpus.json", {"fingerprint": corpus.corpus_fingerprint(spec)})
     pretrain.run_checkpoint(family, "1M", 0, data, out / "base", params={"code": "gpu-check"})
-    tasks.write_task(out / "task", "arithmetic", spec, n_train=512, n_test=64, seed=0)
+    task_data.write_task(out / "task", "arithmetic", spec, n_train=512, n_test=64, seed=0)
 
 
 def run_spec(data: Path, out: Path, **ft) -> dict:

@@ -33,14 +33,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from overtrained import provenance, sensitivity  # noqa: E402
-from overtrained.loading import (  # noqa: E402
+from overtrained.core import provenance
+from overtrained.evaluation import sensitivity
+from overtrained.evaluation.probes import heldout_windows, pretrain_loss
+from overtrained.models.loading import (
     HFProbeModel,
     load_causal_lm,
     load_probe_model,
     model_device,
 )
-from overtrained.probes import heldout_windows, pretrain_loss  # noqa: E402
 
 
 def checkpoint_dirs(run: Path) -> tuple[str, list[Path]]:
@@ -62,7 +63,7 @@ def prepare(run: Path, out: Path) -> None:
         shutil.copy(ckpt / "sensitivity.json", out / name / "sensitivity.json")
     shutil.copy(run / "results" / family / "corpus" / "heldout.npy", out / "heldout.npy")
     # parsed here: `check` runs where the workflow's own dependencies (jsonschema) may not be
-    from overtrained.config import parse_tokens
+    from overtrained.core.config import parse_tokens
 
     record = provenance.read_json(ckpts[0] / "sensitivity.json")
     tokens = parse_tokens(record["params"]["retention_tokens"])
@@ -170,7 +171,7 @@ def scale(tokens: int, seq_len: int, shape_fields: dict | None = None) -> dict:
     import torch
     import transformers
 
-    from overtrained.model import OLMO2_1B_SHAPE, ModelShape, olmo2_config_dict
+    from overtrained.models.model import OLMO2_1B_SHAPE, ModelShape, olmo2_config_dict
 
     fields = shape_fields or OLMO2_1B_SHAPE
     shape = ModelShape.from_dict({**fields, "max_position_embeddings": seq_len})

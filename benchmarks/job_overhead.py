@@ -42,7 +42,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from overtrained import job_server  # noqa: E402
+from overtrained.execution import job_server
 
 FAMILY, CKPT = "tiny", "16K-seed0"
 FT_MODEL = "ft/lang/lr0.001/seed0"

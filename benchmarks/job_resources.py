@@ -1,6 +1,6 @@
 """Per-rule time and peak memory of a finished run, from Snakemake's `benchmark:` files.
 
-A job that ran in a worker of the local job server (overtrained/job_server.py) has its
+A job that ran in a worker of the local job server (overtrained/execution/job_server.py) has its
 worker's peak memory in its log (Snakemake's benchmark measures only the job's client
 process): that number is used for it.
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from overtrained.job_server import read_usage  # noqa: E402
+from overtrained.execution.job_server import read_usage
 
 LIMIT_MIB = 2048
 

@@ -31,8 +31,8 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.hub_server import StandInHub  # noqa: E402
-from tests.workflow_helpers import snakemake_command  # noqa: E402
+from tests.hub_server import StandInHub
+from tests.workflow_helpers import snakemake_command
 
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"}
 

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/pretrain_throughput.py            # default config's model
     .venv/bin/python benchmarks/pretrain_throughput.py --steps 60 --repeats 3
 
-1. Throughput: tokens/s of the stage's own loop (`overtrained.pretrain.train_steps`: data
+1. Throughput: tokens/s of the stage's own loop (`overtrained.train.pretrain.train_steps`: data
    from the memory-mapped token stream, LR schedule, clipping, our AdamW) next to a bare
    torch loop on the same model and the same batch (`torch.optim.AdamW`, a fixed batch
    already in memory, no schedule, no clipping). Runs alternate (A B A B ...) so both see
@@ -33,9 +33,10 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from overtrained import config as config_module  # noqa: E402
-from overtrained import pretrain, provenance  # noqa: E402
-from tests.workflow_helpers import snakemake_command  # noqa: E402
+from overtrained.core import config as config_module
+from overtrained.core import provenance
+from overtrained.train import pretrain
+from tests.workflow_helpers import snakemake_command
 
 
 def bare_loop(model, batch: torch.Tensor, steps: int, lr: float, hf: bool) -> float:
@@ -65,7 +66,7 @@ def stage_loop(family: dict, stream: Path, steps: int) -> float:
 def hf_model(family: dict):
     import transformers
 
-    from overtrained.model import ModelShape, olmo2_config_dict
+    from overtrained.models.model import ModelShape, olmo2_config_dict
 
     shape = ModelShape.from_dict(
         {**family["model"], "max_position_embeddings": family["training"]["seq_len"]}

@@ -11,9 +11,9 @@ with the same per-device batch, accumulation, max_length, learning rate and numb
 * trl-default: `trl.SFTConfig` with only the shared fields above plus bookkeeping (no saving,
   logging every step, no tqdm, the device) set; everything else at TRL's defaults, notably
   gradient checkpointing on and bf16 on (set off on CPU, where ours trains in fp32 too);
-* ours-padded / ours-padding_free / ours-packed: `overtrained.finetune.sft_config` of the
+* ours-padded / ours-padding_free / ours-packed: `overtrained.train.finetune.sft_config` of the
   `finetune` config section with that `batching` (padding-free with the collator that
-  `overtrained.finetune.run` builds). ours-packed (`--packed`) packs several rows into one
+  `overtrained.train.finetune.run` builds). ours-packed (`--packed`) packs several rows into one
   sequence, so it consumes more rows per step than the others; its tokens/s still compare.
 
 Every variant runs in its own process (so peak memory is its own) for `--warmup-steps` +
@@ -40,13 +40,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from overtrained.model import OLMO2_1B_SHAPE  # noqa: E402
+from overtrained.models.model import OLMO2_1B_SHAPE
 
 BASELINE = "trl-default"
 OURS = {"ours-padded": "padded", "ours-padding_free": "padding_free", "ours-packed": "packed"}
 DEFAULT_VARIANTS = (BASELINE, "ours-padded", "ours-padding_free")
 PRESETS = {
-    # fields of overtrained.model.ModelShape; max_position_embeddings follows --max-length
+    # fields of overtrained.models.model.ModelShape; max_position_embeddings follows --max-length
     "tiny": {
         "vocab_size": 1024,
         "hidden_size": 64,
@@ -56,7 +56,11 @@ PRESETS = {
     "olmo-1b": OLMO2_1B_SHAPE,  # random weights
 }
 DEFAULT_MAX_LENGTH = {"tiny": 128, "olmo-1b": 1024}
-EOS, PAD, UNK = 0, 1, 2  # overtrained.model.olmo2_config_dict's eos/pad ids; data use ids >= 3
+EOS, PAD, UNK = (
+    0,
+    1,
+    2,
+)  # overtrained.models.model.olmo2_config_dict's eos/pad ids; data use ids >= 3
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -67,7 +71,7 @@ def build_model(args):
     import torch
     import transformers
 
-    from overtrained.model import ModelShape, olmo2_config_dict
+    from overtrained.models.model import ModelShape, olmo2_config_dict
 
     shape = dict(PRESETS[args.model])
     shape["max_position_embeddings"] = max(shape.get("max_position_embeddings", 0), args.max_length)
@@ -120,8 +124,8 @@ def trainer_args(args, variant: str, output_dir: str, tokenizer):
     import torch
     from trl import SFTConfig
 
-    from overtrained import config as config_module
-    from overtrained.finetune import data_collator, sft_config
+    from overtrained.core import config as config_module
+    from overtrained.train.finetune import data_collator, sft_config
 
     cpu = args.device == "cpu"
     bf16_ok = not cpu and torch.cuda.is_bf16_supported()

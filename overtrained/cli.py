@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from overtrained import config as config_module
+from overtrained.core import config as config_module
 
 
 def validate(args: argparse.Namespace) -> int:
@@ -33,7 +33,7 @@ def validate(args: argparse.Namespace) -> int:
 
 
 def checkpoints(args: argparse.Namespace) -> int:
-    from overtrained import hub_checkpoints as hub
+    from overtrained.hub import checkpoints as hub
 
     try:
         if args.branches:
@@ -57,7 +57,7 @@ def checkpoints(args: argparse.Namespace) -> int:
 
 
 def pin(args: argparse.Namespace) -> int:
-    from overtrained import pins
+    from overtrained.hub import pins
 
     try:
         cfg = config_module.load_file(args.config)
@@ -83,7 +83,7 @@ def pin(args: argparse.Namespace) -> int:
 
 
 def install_profile(args: argparse.Namespace) -> int:
-    from overtrained import slurm_profile
+    from overtrained.execution import slurm_profile
 
     try:
         lines = slurm_profile.install_profile(args.name, force=args.force)
@@ -98,7 +98,7 @@ def install_profile(args: argparse.Namespace) -> int:
 def summary(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from overtrained import analysis
+    from overtrained.analysis import analysis
 
     path = Path(args.results) / "tables" / "overtraining.parquet"
     if not path.is_file():
@@ -113,7 +113,7 @@ def summary(args: argparse.Namespace) -> int:
 
 
 def publish(args: argparse.Namespace) -> int:
-    from overtrained import claims
+    from overtrained.analysis import claims
 
     try:
         written = claims.publish(args.run, args.to)
@@ -127,7 +127,7 @@ def publish(args: argparse.Namespace) -> int:
 def seed_split(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from overtrained import claims
+    from overtrained.analysis import claims
 
     path = Path(args.results) / "tables" / "metrics.parquet"
     if not path.is_file():
@@ -150,7 +150,7 @@ def seed_split(args: argparse.Namespace) -> int:
 
 
 def job_server(args: argparse.Namespace) -> int:
-    from overtrained import job_server as server
+    from overtrained.execution import job_server as server
 
     if args.action == "stop":
         print(f"stopped {server.stop_all()} job server(s)")

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import yaml
 
-from overtrained.config import (
+from overtrained.analysis.figures import FIGURES  # noqa: F401 (the figures rule's outputs)
+from overtrained.core.config import (
     ID_PREFIX,
     MINI_PREFIX,
     format_lr,
@@ -26,7 +27,6 @@ from overtrained.config import (
     is_repo_task,
     parse_tokens,
 )
-from overtrained.figures import FIGURES  # noqa: F401 (the figures rule's outputs)
 
 RESULTS = "results"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -37,22 +37,27 @@ JUDGE = "judge"
 # rule, so editing the fine-tuning code re-runs fine-tuning and what depends on it, and
 # nothing upstream. Shared helpers (config, provenance, workflow) only record or route and
 # are deliberately left out: editing them re-runs nothing.
-STAGE_CODE = {
-    "corpus": ("corpus.py",),
-    "tasks": ("tasks.py", "corpus.py"),
-    "dataset_tasks": ("dataset_tasks.py",),
-    "retention": ("retention.py", "dataset_tasks.py", "loading.py"),
-    "pretrain": ("pretrain.py", "model.py"),
-    "finetune": ("finetune.py", "loading.py"),
-    "evaluate": ("evaluate.py", "loading.py", "lm_eval_tasks/*.yaml"),
-    "probes": ("probes.py", "model.py", "loading.py"),
-    "sensitivity": ("sensitivity.py", "probes.py", "model.py", "loading.py"),
-    "aggregate": ("tables.py",),
-    "analysis": ("analysis.py",),
-    "figures": ("figures.py",),
-    "judge": ("judge.py", "loading.py"),
-    "theory": ("theory.py", "figures.py"),
-    "claims": ("claims.py", "analysis.py"),
+STAGE_CODE = {  # stage (its rule, script and module share the name): files under overtrained/
+    "corpus": ("data/corpus.py",),
+    "task_data": ("data/task_data.py", "data/corpus.py"),
+    "dataset_task": ("data/dataset_task.py",),
+    "retention_stream": ("data/retention_stream.py", "data/dataset_task.py", "models/loading.py"),
+    "pretrain": ("train/pretrain.py", "models/model.py"),
+    "finetune": ("train/finetune.py", "models/loading.py"),
+    "evaluate": ("evaluation/evaluate.py", "models/loading.py", "evaluation/lm_eval_tasks/*.yaml"),
+    "probes": ("evaluation/probes.py", "models/model.py", "models/loading.py"),
+    "sensitivity": (
+        "evaluation/sensitivity.py",
+        "evaluation/probes.py",
+        "models/model.py",
+        "models/loading.py",
+    ),
+    "aggregate": ("analysis/aggregate.py",),
+    "analysis": ("analysis/analysis.py",),
+    "figures": ("analysis/figures.py",),
+    "judge": ("evaluation/judge.py", "models/loading.py"),
+    "theory": ("analysis/theory.py", "analysis/figures.py"),
+    "claims": ("analysis/claims.py", "analysis/analysis.py"),
 }
 
 
@@ -109,7 +114,7 @@ class _WithoutPackageImports(ast.NodeTransformer):
 
 
 def _is_package_import(node: ast.ImportFrom) -> bool:
-    return node.level == 0 and (node.module or "").split(".")[0] == PACKAGE_DIR.name
+    return node.level == 0 and (node.module or "").split(".")[0] == __name__.split(".")[0]
 
 
 def _names_modules(module: str) -> bool:
@@ -150,7 +155,7 @@ def checkpoint_name(budget: str, seed: int) -> str:
 
 def checkpoints(cfg: dict, family: str) -> list[Checkpoint]:
     fam = cfg["families"][family]
-    if fam["source"] == "hub":  # pinned by overtrained.pins, in token order
+    if fam["source"] == "hub":  # pinned by overtrained.hub.pins, in token order
         return [
             Checkpoint(family, e["revision"], format_tokens(e["tokens"]), e["tokens"], None)
             for e in fam["pinned"]
@@ -388,17 +393,17 @@ def prefetch_files(cfg: dict) -> list[str]:
 
 def dataset_local_files(cfg: dict, task: str) -> list[str]:
     """Local data files a dataset task reads: inputs of its prefetch, so editing one re-runs it."""
-    from overtrained import dataset_tasks
+    from overtrained.data import dataset_task
 
-    return dataset_tasks.local_files(cfg["finetune"]["tasks"][task]["dataset"])
+    return dataset_task.local_files(cfg["finetune"]["tasks"][task]["dataset"])
 
 
 def retention_local_files(cfg: dict) -> list[str]:
     """Local files of evaluate.retention_text: inputs of its prefetch."""
-    from overtrained import dataset_tasks
+    from overtrained.data import dataset_task
 
     text = cfg["evaluate"]["retention_text"]
-    return dataset_tasks.local_files(text) if text is not None else []
+    return dataset_task.local_files(text) if text is not None else []
 
 
 def wildcard_constraints(cfg: dict) -> dict[str, str]:

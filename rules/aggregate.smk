@@ -94,7 +94,7 @@ rule figures:
 
 rule claims:
     """The paper's qualitative claims (a)-(e), each with an estimate, a 95% interval and a
-    verdict (overtrained/claims.py): Parquet, CSV, and Markdown for people."""
+    verdict (overtrained/analysis/claims.py): Parquet, CSV, and Markdown for people."""
     input:
         metrics=rules.aggregate.output.metrics,
         overtraining=rules.analysis.output.overtraining,

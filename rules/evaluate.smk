@@ -37,7 +37,7 @@ rule retention_stream:
     params:
         dataset=config["evaluate"]["retention_text"],
         documents=config["evaluate"]["retention_documents"],
-        code=W.stage_code_hash("retention"),
+        code=W.stage_code_hash("retention_stream"),
     script:
         "../scripts/retention_stream.py"
 
@@ -55,7 +55,9 @@ rule prefetch_suite:
     conda:
         "../envs/eval.yaml"
     params:
-        datasets=lambda w: overtrained.lm_eval_index.datasets_of_suite(config, w.suite),
+        datasets=lambda w: overtrained.evaluation.lm_eval_index.datasets_of_suite(
+            config, w.suite
+        ),
     script:
         "../scripts/prefetch_suite.py"
 
@@ -87,7 +89,9 @@ rule evaluate:
         model_dir=model_dir,
         mini_test_files=mini_test_files,
         suite=lambda w: config["evaluate"]["suites"][w.suite],
-        datasets=lambda w: overtrained.lm_eval_index.datasets_of_suite(config, w.suite),
+        datasets=lambda w: overtrained.evaluation.lm_eval_index.datasets_of_suite(
+            config, w.suite
+        ),
         precision=config["evaluate"]["precision"],
         answer_patterns=lambda w: W.answer_patterns(config, w.suite),
         checkpoint=checkpoint_pin,
@@ -150,7 +154,7 @@ rule sensitivity:
 
 
 rule judge:
-    """Off unless evaluate.judge.command is set: see overtrained/judge.py."""
+    """Off unless evaluate.judge.command is set: see overtrained/evaluation/judge.py."""
     input:
         unpack(model_files),
         test=lambda w: f"{W.task_dir(config, w.family, W.parse_ft_model(w.model)[0])}/test.jsonl",

@@ -40,7 +40,7 @@ rule dataset_task:
         runtime=60,
     params:
         task=lambda w: config["finetune"]["tasks"][w.task],
-        code=W.stage_code_hash("dataset_tasks"),
+        code=W.stage_code_hash("dataset_task"),
     script:
         "../scripts/dataset_task.py"
 
@@ -62,7 +62,7 @@ rule task_data:
     params:
         task=lambda w: config["finetune"]["tasks"][w.task],
         corpus=lambda w: W.corpus_spec_fields(family_cfg(w)["corpus"]),
-        code=W.stage_code_hash("tasks"),
+        code=W.stage_code_hash("task_data"),
     script:
         "../scripts/task_data.py"
 

@@ -4,7 +4,8 @@
 rule theory:
     """Pre-train W2 W1 on task A for a range of times, fine-tune every snapshot on task B
     (by alignment and penalty), perturb it with Gaussian noise: every curve to Parquet, the
-    turning points to a summary table, and one figure (overtrained/theory.py)."""
+    turning points to a summary table, and one figure (overtrained/analysis/theory.py).
+    """
     output:
         curves=W.THEORY_TABLES[0],
         summary=W.THEORY_TABLES[1],

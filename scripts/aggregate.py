@@ -1,23 +1,24 @@
 """Rule `aggregate`: every JSON result into results/tables/metrics.parquet."""
 
-from overtrained.job_server import hand_over
+from overtrained.execution.job_server import hand_over
 
 # Runs this job in a warm worker of the local job server where one is wanted (see there).
 hand_over(snakemake, __file__)  # noqa: F821 (injected by Snakemake)
 
-from overtrained import provenance, tables
-from overtrained.entry import log_to
+from overtrained.analysis import aggregate
+from overtrained.core import provenance
+from overtrained.core.entry import log_to
 
 log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
 smk = snakemake  # noqa: F821
-rows = tables.collect(
+rows = aggregate.collect(
     evaluations=list(smk.input.evaluations),
     trainings=list(smk.input.trainings),
     sensitivity=list(smk.input.sensitivity),
     checkpoints=list(smk.input.checkpoints),
     corpora=list(smk.input.corpora),
 )
-tables.write_parquet(
+aggregate.write_parquet(
     rows,
     smk.output.metrics,
     metadata={

@@ -1,15 +1,16 @@
 """Rule `analysis`: the LR chosen per checkpoint and the overtraining verdicts, from
 results/tables/metrics.parquet (two Parquet tables; the verdicts also go to the log)."""
 
-from overtrained.job_server import hand_over
+from overtrained.execution.job_server import hand_over
 
 # Runs this job in a warm worker of the local job server where one is wanted (see there).
 hand_over(snakemake, __file__)  # noqa: F821 (injected by Snakemake)
 
 import pandas as pd
 
-from overtrained import analysis, provenance
-from overtrained.entry import log_to
+from overtrained.analysis import analysis
+from overtrained.core import provenance
+from overtrained.core.entry import log_to
 
 log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
 smk = snakemake  # noqa: F821

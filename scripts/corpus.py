@@ -1,6 +1,6 @@
 """Rule `corpus`: tokenizer + pre-training and held-out token streams of one family."""
 
-from overtrained.job_server import hand_over
+from overtrained.execution.job_server import hand_over
 
 # Runs this job in a warm worker of the local job server where one is wanted (see there).
 hand_over(snakemake, __file__)  # noqa: F821 (injected by Snakemake)
@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from overtrained import corpus, provenance
-from overtrained.config import parse_tokens
-from overtrained.entry import log_to, params_dict
+from overtrained.core import provenance
+from overtrained.core.config import parse_tokens
+from overtrained.core.entry import log_to, params_dict
+from overtrained.data import corpus
 from overtrained.workflow import corpus_spec_fields
 
 log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)

@@ -1,23 +1,24 @@
 """Rule `dataset_task`: train/test JSONL of one dataset task, rendered offline from the cache."""
 
-from overtrained.job_server import hand_over
+from overtrained.execution.job_server import hand_over
 
 # Runs this job in a warm worker of the local job server where one is wanted (see there).
 hand_over(snakemake, __file__)  # noqa: F821 (injected by Snakemake)
 
 from pathlib import Path
 
-from overtrained import dataset_tasks, provenance, tasks
-from overtrained.entry import log_to, params_dict
+from overtrained.core import provenance
+from overtrained.core.entry import log_to, params_dict
+from overtrained.data import dataset_task, task_data
 
 log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
 smk = snakemake  # noqa: F821
 task = smk.params.task
-train, test, meta = dataset_tasks.build(
+train, test, meta = dataset_task.build(
     task["dataset"], task["n_train"], task["n_test"], task["seed"], offline=True
 )
 sha = {
-    name: tasks.write_jsonl(Path(smk.output[name]), rows)
+    name: task_data.write_jsonl(Path(smk.output[name]), rows)
     for name, rows in (("train", train), ("test", test))
 }
 provenance.write_json(

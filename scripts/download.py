@@ -4,15 +4,16 @@ its pinned commit, verified, linked next to its provenance record."""
 import time
 from pathlib import Path
 
-from overtrained import hub_download, provenance
-from overtrained.entry import log_to, params_dict
+from overtrained.core import provenance
+from overtrained.core.entry import log_to, params_dict
+from overtrained.hub import download
 
 log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
 smk = snakemake  # noqa: F821
 params = params_dict(smk.params)
 spec = params["download"]  # overtrained.workflow.download_params
 started, t0 = provenance.now(), time.perf_counter()
-result = hub_download.download(
+result = download.download(
     repo=spec["repo"],
     revision=spec["revision"],
     sha=spec["sha"],

@@ -1,12 +1,14 @@
 """Rule `evaluate`: one lm-eval suite on one model (base or fine-tuned)."""
 
-from overtrained.job_server import hand_over
+from overtrained.execution.job_server import hand_over
 
 # Runs this job in a warm worker of the local job server where one is wanted (see there).
 hand_over(snakemake, __file__, wait=True)  # noqa: F821 (its own imports: 4-10 s)
 
-from overtrained import evaluate, provenance, workflow
-from overtrained.entry import log_to, params_dict
+from overtrained import workflow
+from overtrained.core import provenance
+from overtrained.core.entry import log_to, params_dict
+from overtrained.evaluation import evaluate
 
 log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
 smk = snakemake  # noqa: F821

@@ -1,15 +1,15 @@
 """Rule `figures`: every figure as PNG and SVG (and its plotted data as JSON), and the
 report's HTML pages (the overtraining verdicts, the tuned LRs, the run's provenance)."""
 
-from overtrained.job_server import hand_over
+from overtrained.execution.job_server import hand_over
 
 # Runs this job in a warm worker of the local job server where one is wanted (see there).
 hand_over(snakemake, __file__)  # noqa: F821 (injected by Snakemake)
 
 from pathlib import Path
 
-from overtrained import figures
-from overtrained.entry import log_to
+from overtrained.analysis import figures
+from overtrained.core.entry import log_to
 
 log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
 smk = snakemake  # noqa: F821

@@ -4,15 +4,17 @@ Hyperparameters come from `params` (a change re-runs the job); execution setting
 the GPU count and checkpoint interval come from the config (a change re-runs nothing).
 """
 
-from overtrained.job_server import hand_over
+from overtrained.execution.job_server import hand_over
 
 # Runs this job in a warm worker of the local job server where one is wanted (see there).
 hand_over(snakemake, __file__, wait=True)  # noqa: F821 (its own imports: 4-10 s)
 
 from pathlib import Path
 
-from overtrained import finetune, provenance, workflow
-from overtrained.entry import log_to, params_dict
+from overtrained import workflow
+from overtrained.core import provenance
+from overtrained.core.entry import log_to, params_dict
+from overtrained.train import finetune
 
 log_to(snakemake.log[0], append=True)  # noqa: F821 (injected by Snakemake)
 smk = snakemake  # noqa: F821

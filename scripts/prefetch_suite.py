@@ -1,7 +1,8 @@
 """Rule `prefetch_suite`: fill the shared Hugging Face cache with a suite's lm-eval datasets."""
 
-from overtrained import evaluate, provenance
-from overtrained.entry import log_to
+from overtrained.core import provenance
+from overtrained.core.entry import log_to
+from overtrained.evaluation import evaluate
 
 log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
 smk = snakemake  # noqa: F821

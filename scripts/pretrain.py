@@ -1,14 +1,14 @@
 """Rule `pretrain`: one checkpoint (budget x seed) of a pretrain family."""
 
-from overtrained.job_server import hand_over
+from overtrained.execution.job_server import hand_over
 
 # Runs this job in a warm worker of the local job server where one is wanted (see there).
 hand_over(snakemake, __file__)  # noqa: F821 (injected by Snakemake)
 
 from pathlib import Path
 
-from overtrained import pretrain
-from overtrained.entry import log_to, params_dict
+from overtrained.core.entry import log_to, params_dict
+from overtrained.train import pretrain
 
 log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
 smk = snakemake  # noqa: F821

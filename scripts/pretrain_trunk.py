@@ -1,6 +1,6 @@
 """Rule `pretrain_trunk`: the shared warmup-stable run of the wsd and constant schedules."""
 
-from overtrained.job_server import hand_over
+from overtrained.execution.job_server import hand_over
 
 # Runs this job in a warm worker of the local job server where one is wanted (see there).
 hand_over(snakemake, __file__)  # noqa: F821 (injected by Snakemake)
@@ -8,8 +8,9 @@ hand_over(snakemake, __file__)  # noqa: F821 (injected by Snakemake)
 import time
 from pathlib import Path
 
-from overtrained import pretrain, provenance
-from overtrained.entry import log_to, params_dict
+from overtrained.core import provenance
+from overtrained.core.entry import log_to, params_dict
+from overtrained.train import pretrain
 
 log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
 smk = snakemake  # noqa: F821

@@ -1,13 +1,15 @@
 """Rule `probes`: pre-training loss (retention) and in-distribution losses of one model."""
 
-from overtrained.job_server import hand_over
+from overtrained.execution.job_server import hand_over
 
 # Runs this job in a warm worker of the local job server where one is wanted (see there).
 hand_over(snakemake, __file__)  # noqa: F821 (injected by Snakemake)
 
-from overtrained import probes, provenance, workflow
-from overtrained.config import parse_tokens
-from overtrained.entry import log_to, params_dict
+from overtrained import workflow
+from overtrained.core import provenance
+from overtrained.core.config import parse_tokens
+from overtrained.core.entry import log_to, params_dict
+from overtrained.evaluation import probes
 
 log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
 smk = snakemake  # noqa: F821

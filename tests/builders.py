@@ -7,14 +7,14 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
-from overtrained import tables
+from overtrained.analysis import aggregate
 
 TOKENS = [1_000, 2_000, 4_000, 8_000, 16_000]  # log-spaced budgets, as a family's
 
 
 def row(tokens, value, metric="pretrain_loss", **kw) -> dict:
     """One row of metrics.parquet: by default a fine-tuned model's retention probe."""
-    r = dict.fromkeys(tables.SCHEMA.names)
+    r = dict.fromkeys(aggregate.SCHEMA.names)
     seed = kw.pop("pretrain_seed", 0)
     budget = f"{tokens // 1000}K"
     r.update(
@@ -40,7 +40,7 @@ def row(tokens, value, metric="pretrain_loss", **kw) -> dict:
 
 def metrics(rows: list[dict]) -> pd.DataFrame:
     """The frame as pd.read_parquet gives it (nullable int64 columns come back float64)."""
-    return pa.Table.from_pylist(rows, schema=tables.SCHEMA).to_pandas()
+    return pa.Table.from_pylist(rows, schema=aggregate.SCHEMA).to_pandas()
 
 
 # A fine-tuning task read from local files in the Hub's dataset layout (tests/data/hh_local).

@@ -31,7 +31,7 @@ def pytest_sessionstart(session):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    from overtrained import job_server
+    from overtrained.execution import job_server
 
     job_server.stop_all()
     shutil.rmtree(os.environ["OVERTRAINED_JOB_SERVER_DIR"], ignore_errors=True)
@@ -47,7 +47,7 @@ TINY_CONFIG = REPO / "tests" / "configs" / "tiny.yaml"
 
 def tiny_config() -> dict:
     """The smallest config that exercises every stage (tests/configs/tiny.yaml), validated."""
-    from overtrained import config
+    from overtrained.core import config
 
     return config.load_file(TINY_CONFIG)
 
@@ -65,7 +65,8 @@ def family() -> dict:
 @pytest.fixture(scope="session")
 def corpus_dir(tmp_path_factory) -> Path:
     """tokenizer/ + train.npy + heldout.npy + corpus.json, as the corpus rule writes them."""
-    from overtrained import corpus, provenance
+    from overtrained.core import provenance
+    from overtrained.data import corpus
     from overtrained.workflow import corpus_spec_fields
 
     fam = tiny_family()
@@ -81,7 +82,7 @@ def corpus_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def checkpoint_dir(corpus_dir, tmp_path_factory) -> Path:
     """A pre-trained tiny checkpoint in Hugging Face format."""
-    from overtrained import pretrain
+    from overtrained.train import pretrain
 
     out = tmp_path_factory.mktemp("ckpt") / "base"
     pretrain.run_checkpoint(tiny_family(), "16K", 0, corpus_dir, out, params={"code": "test"})

@@ -1,4 +1,4 @@
-"""overtrained.analysis: the LR chosen per checkpoint, and the overtraining verdicts.
+"""overtrained.analysis.analysis: the LR chosen per checkpoint, and the overtraining verdicts.
 
 Every metrics frame is built here from curves of known shape (a bowl in log-LR, a U or a
 monotone line in tokens, seeds placed symmetrically around a mean), so each expected answer
@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from overtrained import analysis as A
-from overtrained import tables
+from overtrained.analysis import aggregate
+from overtrained.analysis import analysis as A
 from tests.builders import TOKENS, metrics, row
 from tests.workflow_helpers import REPO
 
@@ -573,7 +573,7 @@ def tiny_run_rows() -> list[dict]:
     frame = pd.read_csv(io.StringIO(TINY_RUN))
     rows = []
     for record in frame.to_dict("records"):
-        r = dict.fromkeys(tables.SCHEMA.names)
+        r = dict.fromkeys(aggregate.SCHEMA.names)
         r.update({k: None if pd.isna(v) else v for k, v in record.items()})
         r.update(family="tiny", pretrain_seed=0, tokens=int(r["tokens"]))
         if r["n"] is not None:
@@ -614,7 +614,7 @@ def test_the_tiny_run_gives_one_lr_per_checkpoint_and_honest_verdicts(tmp_path):
 
 def test_the_rule_entry_writes_both_tables_and_logs_the_verdicts(tmp_path):
     source = tmp_path / "metrics.parquet"
-    tables.write_parquet(tiny_run_rows(), source, {"config_hash": "abc"})
+    aggregate.write_parquet(tiny_run_rows(), source, {"config_hash": "abc"})
     smk = types.SimpleNamespace(
         input=types.SimpleNamespace(metrics=str(source)),
         output=types.SimpleNamespace(

@@ -1,4 +1,4 @@
-"""overtrained.claims: the paper's claims (a)-(e) read off a run's tables.
+"""overtrained.analysis.claims: the paper's claims (a)-(e) read off a run's tables.
 
 Every frame is built from curves of known shape (monotone, U, flat), seeds placed
 symmetrically around the designed mean, so each expected verdict follows from the
@@ -11,7 +11,7 @@ import math
 import pandas as pd
 import pytest
 
-from overtrained import analysis, claims
+from overtrained.analysis import analysis, claims
 from tests.builders import TOKENS, metrics, row
 
 SPREAD = (-0.01, 0.0, 0.01)  # three seeds around each designed mean

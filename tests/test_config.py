@@ -5,7 +5,7 @@ import copy
 import pytest
 import yaml
 
-from overtrained import config as C
+from overtrained.core import config as C
 
 DEFAULT = yaml.safe_load((C.SCHEMA_PATH.parent.parent / "config.yaml").read_text())
 

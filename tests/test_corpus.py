@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from overtrained.corpus import (
+from overtrained.data.corpus import (
     EOS_ID,
     PAD_ID,
     CorpusSpec,
@@ -137,7 +137,7 @@ def test_tokenizer_round_trip_and_special_ids(tok_dir):
 
 def test_tokenizer_training_is_deterministic_across_processes(tok_dir, tmp_path):
     code = (
-        "import sys; from overtrained.corpus import CorpusSpec, train_tokenizer; "
+        "import sys; from overtrained.data.corpus import CorpusSpec, train_tokenizer; "
         f"train_tokenizer(CorpusSpec(), {VOCAB}, sys.argv[1], n_documents=300)"
     )
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True)
@@ -195,7 +195,7 @@ def test_unigram_entropy():
 
 def test_corpus_module_does_not_import_transformers():
     code = (
-        "import sys, overtrained.corpus; "
+        "import sys, overtrained.data.corpus; "
         "assert 'transformers' not in sys.modules and 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

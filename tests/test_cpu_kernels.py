@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from overtrained import cpu_kernels, tables
+from overtrained.analysis import aggregate
+from overtrained.execution import cpu_kernels
 
 AVX2 = {"fpu", "sse4_2", "avx", "avx2", "fma"}
 
@@ -58,7 +59,7 @@ def test_the_cpu_flags_and_model_come_from_cpuinfo(tmp_path):
 )
 def test_torch_takes_the_pinned_path_and_provenance_says_so():
     code = (
-        "from overtrained import cpu_kernels; cpu_kernels.pin(); import torch, json; "
+        "from overtrained.execution import cpu_kernels; cpu_kernels.pin(); import torch, json; "
         "torch.ones(2).sum(); print(json.dumps(cpu_kernels.describe()))"
     )
     env = {k: v for k, v in os.environ.items() if k not in cpu_kernels.PINS}
@@ -67,5 +68,5 @@ def test_torch_takes_the_pinned_path_and_provenance_says_so():
     )
     described = json.loads(out.stdout)
     assert described["torch_capability"] == "AVX2" and described["pins"] == cpu_kernels.PINS
-    device = tables._device({"device": "cpu", "cpu": described})
+    device = aggregate._device({"device": "cpu", "cpu": described})
     assert device.startswith("cpu (") and device.endswith("kernels AVX2, pinned)")

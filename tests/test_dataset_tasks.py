@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from overtrained import config, dataset_tasks
-from overtrained.dataset_tasks import DatasetTaskError
+from overtrained.core import config
+from overtrained.data import dataset_task
+from overtrained.data.dataset_task import DatasetTaskError
 
 HH_ROWS = [
     {
@@ -36,13 +37,13 @@ def hh_repo(tmp_path):
 
 
 def test_every_shipped_definition_is_valid_and_pinned():
-    shipped = dataset_tasks.library()
+    shipped = dataset_task.library()
     assert {"anthropic_hh", "tulu_v2", "gsm8k", "siqa", "trec", "rte", "mr"} <= set(shipped)
     assert "starcoder_python" in shipped
     for name in shipped:
-        defn = dataset_tasks.resolve(name)
-        dataset_tasks.check(defn, name)  # no network: only what the definition says
-        assert dataset_tasks.is_hub(defn), name
+        defn = dataset_task.resolve(name)
+        dataset_task.check(defn, name)  # no network: only what the definition says
+        assert dataset_task.is_hub(defn), name
         assert len(defn["revision"]) == 40 and int(defn["revision"], 16) >= 0, name
 
 
@@ -77,12 +78,12 @@ def test_every_shipped_definition_is_valid_and_pinned():
     ],
 )
 def test_shipped_templates_render_rows(name, row, expected):
-    rendered = dataset_tasks.render_row(dataset_tasks.resolve(name), row)
+    rendered = dataset_task.render_row(dataset_task.resolve(name), row)
     assert rendered.items() >= expected.items()
 
 
 def test_transcript_keeps_the_conversation_and_trains_on_the_chosen_reply():
-    rendered = dataset_tasks.render_row(dataset_tasks.resolve("anthropic_hh"), HH_ROWS[3])
+    rendered = dataset_task.render_row(dataset_task.resolve("anthropic_hh"), HH_ROWS[3])
     assert rendered["prompt"].endswith("\n\nHuman: more?\n\nAssistant:")
     assert rendered["prompt"].startswith("\n\nHuman: question 3?")
     assert rendered["completion"] == " answer 3."
@@ -96,56 +97,56 @@ def test_chat_rendering_with_each_template():
         {"role": "user", "content": "Bye"},
         {"role": "assistant", "content": "Goodbye."},
     ]
-    tulu = dataset_tasks.render_chat(messages, "tulu")
+    tulu = dataset_task.render_chat(messages, "tulu")
     assert tulu["prompt"] == (
         "<|system|>\nBe brief.\n<|user|>\nHi\n<|assistant|>\nHello.\n<|user|>\nBye\n<|assistant|>\n"
     )
     assert tulu["completion"] == "Goodbye."
-    hh = dataset_tasks.render_chat(messages[1:], "hh")
+    hh = dataset_task.render_chat(messages[1:], "hh")
     assert hh == {
         "prompt": "\n\nHuman: Hi\n\nAssistant: Hello.\n\nHuman: Bye\n\nAssistant:",
         "completion": " Goodbye.",
     }
-    plain = dataset_tasks.render_chat(messages[1:3], "plain")
+    plain = dataset_task.render_chat(messages[1:3], "plain")
     assert plain == {"prompt": "User: Hi\nAssistant:", "completion": " Hello."}
     # A conversation ending on a user turn trains on the last assistant reply.
-    assert dataset_tasks.render_chat(messages[:4], "tulu")["completion"] == "Hello."
+    assert dataset_task.render_chat(messages[:4], "tulu")["completion"] == "Hello."
     with pytest.raises(DatasetTaskError, match="no assistant turn"):
-        dataset_tasks.render_chat(messages[:2], "tulu")
+        dataset_task.render_chat(messages[:2], "tulu")
 
 
 def test_a_missing_column_names_the_columns_there_are():
-    defn = dataset_tasks.resolve("gsm8k")
+    defn = dataset_task.resolve("gsm8k")
     with pytest.raises(DatasetTaskError, match=r"'answer' is undefined.*columns are: question"):
-        dataset_tasks.render_row(defn, {"question": "q"})
+        dataset_task.render_row(defn, {"question": "q"})
 
 
 def test_hub_layout_on_local_data_prefetch_then_build_offline(hh_repo, tmp_path):
-    defn = dataset_tasks.resolve(
+    defn = dataset_task.resolve(
         {"path": str(hh_repo), "format": "transcript", "column": "chosen", "test_split": "test"}
     )
-    dataset_tasks.check(defn, "t")
+    dataset_task.check(defn, "t")
     cache = str(tmp_path / "cache")
-    fetched = dataset_tasks.prefetch(defn, cache_dir=cache)
+    fetched = dataset_task.prefetch(defn, cache_dir=cache)
     assert fetched["rows"] == {"train": 24, "test": 6}
     assert set(fetched["local_files_sha256"]) == {
         str(hh_repo / "data" / "train.jsonl"),
         str(hh_repo / "data" / "test.jsonl"),
     }
-    train, test, meta = dataset_tasks.build(defn, 10, 4, seed=0, cache_dir=cache)
+    train, test, meta = dataset_task.build(defn, 10, 4, seed=0, cache_dir=cache)
     assert len(train) == 10 and len(test) == 4
     assert all(r["prompt"].endswith("Assistant:") for r in train + test)
     assert {r["completion"] for r in test} <= {f" answer {i}." for i in range(24, 30)}
     assert meta["source_rows"] == {"train": 24, "test": 6}
-    again, _, _ = dataset_tasks.build(defn, 10, 4, seed=0, cache_dir=cache)
-    other, _, _ = dataset_tasks.build(defn, 10, 4, seed=1, cache_dir=cache)
+    again, _, _ = dataset_task.build(defn, 10, 4, seed=0, cache_dir=cache)
+    other, _, _ = dataset_task.build(defn, 10, 4, seed=1, cache_dir=cache)
     assert again == train and other != train  # the subsample is a function of the seed
 
 
 def test_json_builder_without_test_split_holds_out_disjoint_rows(tmp_path):
     rows = [{"q": f"q{i}", "a": f"a{i}"} for i in range(20)]
     data = write_jsonl(tmp_path / "qa.jsonl", rows)
-    defn = dataset_tasks.resolve(
+    defn = dataset_task.resolve(
         {
             "path": "json",
             "data_files": str(data),
@@ -154,13 +155,13 @@ def test_json_builder_without_test_split_holds_out_disjoint_rows(tmp_path):
             "completion": " {{ a }}",
         }
     )
-    train, test, _ = dataset_tasks.build(
+    train, test, _ = dataset_task.build(
         defn, None, 5, seed=0, offline=False, cache_dir=str(tmp_path / "c")
     )
     assert len(train) == 15 and len(test) == 5
     assert not {r["prompt"] for r in train} & {r["prompt"] for r in test}
     with pytest.raises(DatasetTaskError, match="fewer than the 40 asked for"):
-        dataset_tasks.build(defn, 40, 5, seed=0, offline=False, cache_dir=str(tmp_path / "c"))
+        dataset_task.build(defn, 40, 5, seed=0, offline=False, cache_dir=str(tmp_path / "c"))
 
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -182,7 +183,7 @@ def offline_python(code: str, tmp_path) -> subprocess.CompletedProcess:
 
 def test_offline_cache_miss_names_the_dataset(tmp_path):
     result = offline_python(
-        "from overtrained import dataset_tasks as d; "
+        "from overtrained.data import dataset_task as d; "
         "d.load_split(d.resolve('mr'), 'train', offline=True)",
         tmp_path,
     )
@@ -209,7 +210,7 @@ def test_offline_build_reads_the_pinned_commit_from_the_hub_cache(tmp_path):
     }
     cache = str(tmp_path / "cache")
     code = (
-        "import json; from overtrained import dataset_tasks as d; "
+        "import json; from overtrained.data import dataset_task as d; "
         f"defn = d.resolve({definition!r}); "
         f"train, test, _ = d.build(defn, None, 6, 0, offline=True, cache_dir={cache!r}); "
         "print(json.dumps([len(train), len(test)]))"
@@ -221,8 +222,8 @@ def test_offline_build_reads_the_pinned_commit_from_the_hub_cache(tmp_path):
 
 def test_hub_revisions_must_be_commit_shas():
     with pytest.raises(DatasetTaskError, match="the 40-hex commit sha"):
-        dataset_tasks.check(
-            dataset_tasks.resolve({"path": "a/b", "revision": "main", "format": "chat"}), "t"
+        dataset_task.check(
+            dataset_task.resolve({"path": "a/b", "revision": "main", "format": "chat"}), "t"
         )
 
 
@@ -276,12 +277,12 @@ def test_a_shipped_task_resolves_into_the_config():
 
 
 def test_choices_give_a_target_and_patterns_an_answer():
-    trec = dataset_tasks.render_row(
-        dataset_tasks.resolve("trec"), {"text": "Who?", "coarse_label": 3}
+    trec = dataset_task.render_row(
+        dataset_task.resolve("trec"), {"text": "Who?", "coarse_label": 3}
     )
     assert trec["choices"][trec["target"]] == trec["completion"] == " human"
-    siqa = dataset_tasks.render_row(
-        dataset_tasks.resolve("siqa"),
+    siqa = dataset_task.render_row(
+        dataset_task.resolve("siqa"),
         {
             "context": "C",
             "question": "Q",
@@ -292,28 +293,28 @@ def test_choices_give_a_target_and_patterns_an_answer():
         },
     )
     assert siqa["choices"] == [" a", " b", " c"] and siqa["target"] == 2
-    gsm = dataset_tasks.render_row(
-        dataset_tasks.resolve("gsm8k"), {"question": "q", "answer": "3 + 4 = 7\n#### 1,007"}
+    gsm = dataset_task.render_row(
+        dataset_task.resolve("gsm8k"), {"question": "q", "answer": "3 + 4 = 7\n#### 1,007"}
     )
     assert gsm["answer"] == "1,007"
-    assert dataset_tasks.extract_answer("#### *(-?[0-9.,]+)", "so\n####  -12.5 apples") == "-12.5"
-    assert dataset_tasks.extract_answer("#### (.+)", "no marker") is None
+    assert dataset_task.extract_answer("#### *(-?[0-9.,]+)", "so\n####  -12.5 apples") == "-12.5"
+    assert dataset_task.extract_answer("#### (.+)", "no marker") is None
 
 
 def test_answers_that_do_not_fit_the_definition_are_errors():
-    mr = dataset_tasks.resolve({**dataset_tasks.library()["mr"], "choices": [" bad", " good"]})
+    mr = dataset_task.resolve({**dataset_task.library()["mr"], "choices": [" bad", " good"]})
     with pytest.raises(DatasetTaskError, match="is not one of the rendered choices"):
-        dataset_tasks.render_row(mr, {"text": "x", "label": 1})
+        dataset_task.render_row(mr, {"text": "x", "label": 1})
     with pytest.raises(DatasetTaskError, match="finds no answer"):
-        dataset_tasks.render_row(dataset_tasks.resolve("gsm8k"), {"question": "q", "answer": "7"})
+        dataset_task.render_row(dataset_task.resolve("gsm8k"), {"question": "q", "answer": "7"})
     for bad, message in (
         ({"answer_pattern": "(unclosed"}, "not a regular expression"),
         ({"answer_pattern": "#### .+"}, "needs a group"),
         ({"answer_pattern": "(.+)", "choices": [" a", " b"]}, "not both"),
     ):
-        defn = dataset_tasks.resolve({**dataset_tasks.library()["gsm8k"], **bad})
+        defn = dataset_task.resolve({**dataset_task.library()["gsm8k"], **bad})
         with pytest.raises(DatasetTaskError, match=message):
-            dataset_tasks.check(defn, "t")
+            dataset_task.check(defn, "t")
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,9 @@ normalised, and a whole suite runs offline on a tiny checkpoint."""
 
 import pytest
 
-from overtrained import corpus, evaluate, provenance, tasks
+from overtrained.core import provenance
+from overtrained.data import corpus, task_data
+from overtrained.evaluation import evaluate
 
 
 @pytest.fixture(scope="module")
@@ -11,8 +13,8 @@ def task_files(tmp_path_factory):
     spec = corpus.CorpusSpec(n_topics=16, n_words=300)
     out = tmp_path_factory.mktemp("tasks")
     files = {}
-    for kind in tasks.TASK_KINDS:
-        tasks.write_task(out / kind, kind, spec, n_train=8, n_test=6, seed=0)
+    for kind in task_data.TASK_KINDS:
+        task_data.write_task(out / kind, kind, spec, n_train=8, n_test=6, seed=0)
         files[f"mini_{kind}"] = out / kind / "test.jsonl"
     return files
 
@@ -23,7 +25,7 @@ def build_requests(name, test_file):
 
 @pytest.mark.parametrize("name", ["mini_arithmetic", "mini_topic_classification"])
 def test_multiple_choice_requests_are_prompt_plus_each_choice(task_files, name):
-    rows = tasks.read_jsonl(task_files[name])
+    rows = task_data.read_jsonl(task_files[name])
     instances = build_requests(name, task_files[name])
     assert len(instances) == sum(len(r["choices"]) for r in rows)
     for inst in instances:
@@ -92,20 +94,20 @@ def test_suite_runs_offline_on_a_tiny_checkpoint(checkpoint_dir, task_files, tmp
 def id_test_files(tmp_path_factory):
     """Held-out rows of two dataset tasks as dataset_task renders them: one with a fixed
     answer set (label accuracy), one with a final answer in the text (exact match)."""
-    from overtrained import dataset_tasks
+    from overtrained.data import dataset_task
 
     out = tmp_path_factory.mktemp("id")
-    mr = dataset_tasks.resolve("mr")
+    mr = dataset_task.resolve("mr")
     reviews = [
         {"text": f"film {i} was {'good' if i % 2 else 'bad'}", "label": i % 2} for i in range(8)
     ]
-    gsm = dataset_tasks.resolve("gsm8k")
+    gsm = dataset_task.resolve("gsm8k")
     sums = [
         {"question": f"{i} + {i}?", "answer": f"{i} and {i} make {2 * i}.\n#### {2 * i}"}
         for i in range(8)
     ]
-    tasks.write_jsonl(out / "mr.jsonl", [dataset_tasks.render_row(mr, r) for r in reviews])
-    tasks.write_jsonl(out / "gsm.jsonl", [dataset_tasks.render_row(gsm, r) for r in sums])
+    task_data.write_jsonl(out / "mr.jsonl", [dataset_task.render_row(mr, r) for r in reviews])
+    task_data.write_jsonl(out / "gsm.jsonl", [dataset_task.render_row(gsm, r) for r in sums])
     return {"id_mr": out / "mr.jsonl", "id_gsm": out / "gsm.jsonl"}, gsm["answer_pattern"]
 
 
@@ -144,7 +146,7 @@ def test_exact_match_extracts_the_answer_like_the_reference(id_test_files):
     from lm_eval.tasks import TaskManager
 
     files, pattern = id_test_files
-    rows = tasks.read_jsonl(files["id_gsm"])
+    rows = task_data.read_jsonl(files["id_gsm"])
     answers = {
         row["prompt"]: f" I think so.\n#### {row['answer'] if i % 2 else 'nine'}"
         for i, row in enumerate(rows)

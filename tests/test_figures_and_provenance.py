@@ -16,8 +16,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from overtrained import figures, provenance, tables, workflow
-from overtrained.figures import BASE
+from overtrained import workflow
+from overtrained.analysis import aggregate, figures
+from overtrained.analysis.figures import BASE
+from overtrained.core import provenance
 
 TOKENS = (1000, 2000, 4000)
 TASKS = {"t1": (1e-3, 1e-2), "t2": (1e-3,)}
@@ -336,12 +338,12 @@ def test_the_best_lr_page_states_the_selection_rule(frames):
 
 def test_the_provenance_page_shows_config_checkpoints_and_hides_secrets(tmp_path):
     rows = [
-        {name: r.get(name) for name in tables.SCHEMA.names}
+        {name: r.get(name) for name in aggregate.SCHEMA.names}
         | {"checkpoint_sha": "f" * 64, "producer": f"p{i}", "device": "cpu"}
         for i, r in enumerate(metrics_rows())
     ]
     path = tmp_path / "metrics.parquet"
-    table = pa.Table.from_pylist(rows, schema=tables.SCHEMA)
+    table = pa.Table.from_pylist(rows, schema=aggregate.SCHEMA)
     pq.write_table(table.replace_schema_metadata({b"config_hash": b'"abc123"'}), path)
     config = {"families": {"a": {"budgets": ["1K"]}}, "judge": {"command": "x hf_abcdefghijkl"}}
     text = figures.provenance_page(path, config)

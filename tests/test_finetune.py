@@ -8,8 +8,10 @@ import sys
 
 import pytest
 
-from overtrained import config, finetune, provenance, tasks
-from overtrained.corpus import CorpusSpec
+from overtrained.core import config, provenance
+from overtrained.data import task_data
+from overtrained.data.corpus import CorpusSpec
+from overtrained.train import finetune
 
 FT = config.load({})["finetune"]
 DRIVER = __import__("pathlib").Path(__file__).parent / "drivers" / "finetune_until.py"
@@ -18,7 +20,7 @@ DRIVER = __import__("pathlib").Path(__file__).parent / "drivers" / "finetune_unt
 @pytest.fixture(scope="module")
 def train_jsonl(tmp_path_factory):
     out = tmp_path_factory.mktemp("task")
-    tasks.write_task(out, "arithmetic", CorpusSpec(), n_train=32, n_test=4, seed=0)
+    task_data.write_task(out, "arithmetic", CorpusSpec(), n_train=32, n_test=4, seed=0)
     return out / "train.jsonl"
 
 
@@ -89,7 +91,7 @@ def test_run_status(losses, status):
 @pytest.fixture(scope="module")
 def long_train_jsonl(tmp_path_factory):
     out = tmp_path_factory.mktemp("long_task")
-    tasks.write_task(out, "arithmetic", CorpusSpec(), n_train=64, n_test=4, seed=0)
+    task_data.write_task(out, "arithmetic", CorpusSpec(), n_train=64, n_test=4, seed=0)
     return out / "train.jsonl"
 
 

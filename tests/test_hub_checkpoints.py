@@ -10,8 +10,9 @@ import json
 import pytest
 import yaml
 
-from overtrained import cli, config
-from overtrained import hub_checkpoints as hub
+from overtrained import cli
+from overtrained.core import config
+from overtrained.hub import checkpoints as hub
 
 OLMO = [
     *(f"step{s}-tokens{round(s * 0.004194)}B" for s in range(20000, 117851, 20000)),

@@ -2,7 +2,7 @@
 into the results tree, resume after a dropped connection, corruption caught and refetched,
 the pickle policy, and one-line errors for what the user mistyped.
 
-Each case runs `hub_download.download` in a fresh process with HF_ENDPOINT pointing at the
+Each case runs `download.download` in a fresh process with HF_ENDPOINT pointing at the
 stand-in (huggingface_hub reads it at import) and HF_HOME in tmp_path.
 """
 
@@ -57,13 +57,13 @@ def run_downloads(
 import json, logging
 logging.basicConfig(level=logging.INFO)
 {before}
-from overtrained import hub_download
-hub_download.BACKOFF_SECONDS = 0
+from overtrained.hub import download
+download.BACKOFF_SECONDS = 0
 out = {{}}
 for label, kwargs in {cases!r}.items():
     try:
-        out[label] = hub_download.download(**kwargs)
-    except hub_download.DownloadError as err:
+        out[label] = download.download(**kwargs)
+    except download.DownloadError as err:
         out[label] = {{"error": str(err)}}
 {after}
 print(json.dumps(out))

@@ -64,7 +64,7 @@ def test_prefetch_online_then_build_offline_reads_the_pinned_commit(hub, tmp_pat
     defn = definition(hub.sha)
     cache = str(tmp_path / "cache")
     fetched = python(
-        "import json; from overtrained import dataset_tasks as d; "
+        "import json; from overtrained.data import dataset_task as d; "
         f"print(json.dumps(d.prefetch(d.resolve({defn!r}), cache_dir={cache!r})))",
         tmp_path,
         hub.endpoint,
@@ -72,7 +72,7 @@ def test_prefetch_online_then_build_offline_reads_the_pinned_commit(hub, tmp_pat
     assert fetched.returncode == 0, fetched.stderr[-2000:]
     assert json.loads(fetched.stdout.strip().splitlines()[-1])["rows"] == {"train": 24, "test": 30}
     built = python(
-        "import json; from overtrained import dataset_tasks as d; "
+        "import json; from overtrained.data import dataset_task as d; "
         f"train, test, _ = d.build(d.resolve({defn!r}), 10, 5, 0, cache_dir={cache!r}); "
         "print(json.dumps([len(train), len(test), train[0]['prompt'][:9]]))",
         tmp_path,
@@ -85,7 +85,7 @@ def test_prefetch_online_then_build_offline_reads_the_pinned_commit(hub, tmp_pat
 
 def test_a_missing_revision_or_repo_is_a_clear_error(hub, tmp_path):
     missing = python(
-        "from overtrained import dataset_tasks as d; "
+        "from overtrained.data import dataset_task as d; "
         f"d.prefetch(d.resolve({definition('0' * 40)!r}), cache_dir={str(tmp_path)!r})",
         tmp_path,
         hub.endpoint,
@@ -93,7 +93,7 @@ def test_a_missing_revision_or_repo_is_a_clear_error(hub, tmp_path):
     assert "dataset 'acme/hh-rlhf' has no revision '0000" in missing.stderr
     wrong = {**definition(hub.sha), "path": "acme/hh-rlfh"}
     typo = python(
-        "from overtrained import dataset_tasks as d; "
+        "from overtrained.data import dataset_task as d; "
         f"d.prefetch(d.resolve({wrong!r}), cache_dir={str(tmp_path)!r})",
         tmp_path,
         hub.endpoint,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from overtrained import job_server
+from overtrained.execution import job_server
 
 REPO = Path(__file__).resolve().parent.parent
 CLIENT = REPO / "tests/drivers/job_server_client.py"
@@ -29,7 +29,7 @@ SCRIPT = textwrap.dedent(
     import json, os, signal, sys, time
     from pathlib import Path
 
-    from overtrained.job_server import hand_over
+    from overtrained.execution.job_server import hand_over
 
     hand_over(snakemake, __file__)
 
@@ -80,7 +80,7 @@ def package(tmp_path_factory):
         env.pop(name, None)
     yield root, env
     subprocess.run(
-        [sys.executable, "-m", "overtrained.job_server", "stop"],
+        [sys.executable, "-m", "overtrained.execution.job_server", "stop"],
         env=env,
         check=False,
         capture_output=True,
@@ -179,7 +179,7 @@ def test_while_a_server_starts_a_job_that_need_not_wait_runs_in_its_own_process(
     env = {**env, job_server.ENV_DIR: str(folder)}
     # A server still importing: its pid file names a live job-server process, no socket yet.
     starting = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(120)", "overtrained.job_server"]
+        [sys.executable, "-c", "import time; time.sleep(120)", "overtrained.execution.job_server"]
     )
     try:
         (folder / f"{job_server.server_key(env)}.pid").write_text(str(starting.pid))

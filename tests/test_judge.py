@@ -6,8 +6,10 @@ import sys
 
 import pytest
 
-from overtrained import config, judge, provenance, tasks
-from overtrained.corpus import CorpusSpec
+from overtrained.core import config, provenance
+from overtrained.data import task_data
+from overtrained.data.corpus import CorpusSpec
+from overtrained.evaluation import judge
 
 STAND_IN = (
     f'{sys.executable} -c "import json,sys; rows=[json.loads(l) for l in open(sys.argv[1])]; '
@@ -17,7 +19,7 @@ STAND_IN = (
 
 
 def test_answers_are_generated_and_scored_by_the_command(checkpoint_dir, tmp_path):
-    tasks.write_task(tmp_path / "task", "arithmetic", CorpusSpec(), n_train=4, n_test=6, seed=0)
+    task_data.write_task(tmp_path / "task", "arithmetic", CorpusSpec(), n_train=4, n_test=6, seed=0)
     settings = {"command": STAND_IN, "tasks": ["arith"], "limit": 3, "max_new_tokens": 8}
     out = tmp_path / "eval" / "judge.json"
     out.parent.mkdir()

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from overtrained import config, lm_eval_index
+from overtrained.core import config
+from overtrained.evaluation import lm_eval_index
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,7 @@ def test_offline_evaluation_names_the_missing_dataset(tmp_path):
     """A fresh process, offline, with an empty cache (as on a compute node before prefetch)."""
     env = {**os.environ, "HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
     code = (
-        "from overtrained import evaluate; "
+        "from overtrained.evaluation import evaluate; "
         "evaluate.check_cached([{'path': 'allenai/ai2_arc', 'name': 'ARC-Easy', 'kwargs': {}}])"
     )
     result = subprocess.run(

@@ -8,9 +8,10 @@ import shutil
 import pytest
 import torch
 
-from overtrained import loading, provenance
-from overtrained.loading import LoadingError
-from overtrained.model import Olmo2LM
+from overtrained.core import provenance
+from overtrained.models import loading
+from overtrained.models.loading import LoadingError
+from overtrained.models.model import Olmo2LM
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 SHAPE = {
@@ -114,7 +115,7 @@ def test_probe_model_of_a_hub_olmo2_is_not_native(checkpoint_dir):
 
 
 def test_pickle_only_is_refused_unless_allowed(llama_dirs, corpus_dir):
-    from overtrained import probes
+    from overtrained.evaluation import probes
 
     with pytest.raises(LoadingError, match=r"only pickle weights.*allow_pickle: true"):
         loading.check_loadable(llama_dirs["pickle"])
@@ -279,7 +280,7 @@ def sentencepiece_tokenizer_dir(out, texts: list[str]):
 
 
 def test_a_sentencepiece_only_tokenizer_encodes_as_sentencepiece(tmp_path):
-    from overtrained import probes
+    from overtrained.evaluation import probes
 
     texts = [f"the river {i} runs past the old mill, and the hill." for i in range(30)]
     path, sp = sentencepiece_tokenizer_dir(tmp_path / "spm", texts)

@@ -1,5 +1,5 @@
-"""presets/miniature-paper.yaml: the preset behind the README's Results, and a reduced run
-of it that checks the direction of claim (a).
+"""presets/miniature-paper.yaml: the preset behind the README's Results (docs/results.md),
+and a reduced run of it that checks the direction of claim (a).
 
 The statistical rule (stated here, not tuned to a run): a one-sided sign test over the
 preset's noise settings (scaling x gamma). Under the null of no trend, the mean loss increase
@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from overtrained import config as C
 from overtrained import workflow
+from overtrained.core import config as C
 from tests.workflow_helpers import REPO, copy_repo, dry_run_jobs, job_counts, snakemake
 
 PRESET = REPO / "presets/miniature-paper.yaml"

@@ -1,4 +1,4 @@
-"""Tests for overtrained.model: parity with transformers' Olmo2ForCausalLM and checkpoint I/O."""
+"""overtrained.models.model: parity with transformers' Olmo2ForCausalLM, and checkpoint I/O."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, GenerationConfig, Olmo2Config, Olmo2ForCausalLM
 
-from overtrained.model import (
+from overtrained.models.model import (
     ModelShape,
     Olmo2LM,
     default_intermediate_size,
@@ -312,7 +312,7 @@ def test_load_refuses_pickle_and_unsupported_configs(tmp_path):
 
 def test_module_does_not_import_transformers():
     code = (
-        "import sys, overtrained.model as m; "
+        "import sys, overtrained.models.model as m; "
         "assert 'transformers' not in sys.modules, 'transformers imported'; "
         "m.Olmo2LM(m.ModelShape()).init_weights(0)"
     )

@@ -1,4 +1,4 @@
-"""Pinning hub families to commit shas (overtrained.pins), with branch listings given in
+"""Pinning hub families to commit shas (overtrained.hub.pins), with branch listings given in
 memory (the Hub client itself is exercised against the stand-in in test_hub_workflow.py)."""
 
 import hashlib
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from overtrained import config as config_module
-from overtrained import pins
+from overtrained.core import config as config_module
+from overtrained.hub import pins
 
 RECORDING = Path(__file__).parent / "data/hub_branches/allenai__OLMo-1B-hf.json"
 BRANCHES = json.loads(RECORDING.read_text())["branches"]
@@ -297,7 +297,7 @@ def test_a_manifest_edited_wrongly_by_hand_is_refused(tmp_path, edit, message):
 def test_hub_failures_are_one_line_errors():
     """A refused connection: the real client, retried, then one line (no traceback)."""
     code = (
-        "from overtrained import pins; pins.time.sleep = lambda s: None\n"
+        "from overtrained.hub import pins; pins.time.sleep = lambda s: None\n"
         "try:\n    pins.list_refs('acme/x')\n"
         "except pins.hub.CheckpointError as e:\n    print('ERROR', e)\n"
     )

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from overtrained import pretrain, provenance
+from overtrained.core import provenance
+from overtrained.train import pretrain
 
 
 def schedule(kind, total=100, warmup=10, decay_start=0):

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from overtrained import probes, provenance
-from overtrained.model import load_checkpoint
+from overtrained.core import provenance
+from overtrained.evaluation import probes
+from overtrained.models.model import load_checkpoint
 from tests.builders import hand_mean_nll
 
 
@@ -53,12 +54,12 @@ def test_id_loss_scores_completion_and_eos_only(checkpoint_dir):
 @pytest.fixture(scope="module")
 def task_tests(tmp_path_factory):
     """Two tasks' held-out rows; 40 rows of one, so the probe's batches of 32 split them."""
-    from overtrained import tasks
-    from overtrained.corpus import CorpusSpec
+    from overtrained.data import task_data
+    from overtrained.data.corpus import CorpusSpec
 
     out = tmp_path_factory.mktemp("tasks")
     for kind, n_test in (("arithmetic", 6), ("corpus_language", 40)):
-        tasks.write_task(out / kind, kind, CorpusSpec(), n_train=2, n_test=n_test, seed=0)
+        task_data.write_task(out / kind, kind, CorpusSpec(), n_train=2, n_test=n_test, seed=0)
     return {kind: out / kind / "test.jsonl" for kind in ("arithmetic", "corpus_language")}
 
 
@@ -82,8 +83,8 @@ def probes_before_hub_checkpoints(checkpoint_dir, heldout, task_tests, retention
 
     from tokenizers import Tokenizer
 
-    from overtrained.model import sequence_nll
-    from overtrained.tasks import read_jsonl
+    from overtrained.data.task_data import read_jsonl
+    from overtrained.models.model import sequence_nll
 
     def mean_nll(pairs):
         total, count = 0.0, 0
@@ -148,7 +149,7 @@ def transformers_nll(model_dir, corpus_dir, task_tests, seq_len, retention_token
     """The same probes computed with transformers directly: its model, tokenizer and loss."""
     import transformers
 
-    from overtrained.tasks import read_jsonl
+    from overtrained.data.task_data import read_jsonl
 
     model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
@@ -197,7 +198,7 @@ def test_sharded_and_single_file_give_identical_probes(corpus_dir, task_tests, t
 
 
 def test_probes_apply_the_loading_policy(corpus_dir, task_tests, tmp_path):
-    from overtrained.loading import LoadingError
+    from overtrained.models.loading import LoadingError
     from tests.test_loading import save_model_dir, tiny_hf_model
 
     model = tiny_hf_model("llama")

@@ -24,8 +24,9 @@ from docutils.core import publish_parts
 from docutils.writers.html4css1 import Writer
 from jinja2 import Environment
 
-from overtrained import config as C
-from overtrained import figures, workflow
+from overtrained import workflow
+from overtrained.analysis import figures
+from overtrained.core import config as C
 from tests.workflow_helpers import REPO, copy_repo, snakemake
 
 CAPTIONS = REPO / "report"

@@ -5,8 +5,9 @@ import copy
 import pytest
 import torch
 
-from overtrained import probes, provenance, sensitivity
-from overtrained.model import load_checkpoint
+from overtrained.core import provenance
+from overtrained.evaluation import probes, sensitivity
+from overtrained.models.model import load_checkpoint
 
 
 @pytest.fixture
@@ -91,7 +92,7 @@ def run_sensitivity(model_dir, corpus_dir, out, seq_len, gammas, **kwargs):
 def sensitivity_before_hub_checkpoints(checkpoint_dir, heldout, gammas, seeds, retention_tokens):
     """The perturbed losses as computed before this loader: noise drawn in the weights' dtype,
     fixed batches of 32."""
-    from overtrained.model import sequence_nll
+    from overtrained.models.model import sequence_nll
 
     def loss(model, windows):
         total, count = 0.0, 0
@@ -153,7 +154,7 @@ def test_noise_is_drawn_in_fp32_whatever_the_weights_dtype(model):
 
 
 def test_init_scaling_of_a_hub_model_is_its_initializer_range(corpus_dir, tmp_path):
-    from overtrained.loading import load_probe_model
+    from overtrained.models.loading import load_probe_model
     from tests.test_loading import save_model_dir, tiny_hf_model
 
     path = save_model_dir(tiny_hf_model("llama"), tmp_path / "llama", corpus_dir / "tokenizer")

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from overtrained import job_server
+from overtrained.execution import job_server
 from tests import slurm_cluster
 from tests.workflow_helpers import REPO, copy_repo, snakemake
 

@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from overtrained import cli, slurm_profile
-from overtrained import config as config_module
-from overtrained.config import ConfigError
-from overtrained.slurm_profile import DYNAMIC, check_resources
+from overtrained import cli
+from overtrained.core import config as config_module
+from overtrained.core.config import ConfigError
+from overtrained.execution import slurm_profile
+from overtrained.execution.slurm_profile import DYNAMIC, check_resources
 from tests.workflow_helpers import REPO, expected_counts
 
 PROFILE = REPO / "profiles" / "slurm"

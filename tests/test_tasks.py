@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from overtrained.corpus import CorpusSpec, generate_document, reserved_topics
-from overtrained.tasks import (
+from overtrained.data.corpus import CorpusSpec, generate_document, reserved_topics
+from overtrained.data.task_data import (
     LABEL_WORDS,
     TASK_KINDS,
     make_task,
@@ -149,7 +149,7 @@ def test_write_and_read_jsonl(tmp_path):
 
 def test_tasks_module_is_light():
     code = (
-        "import sys, overtrained.tasks; "
+        "import sys, overtrained.data.task_data; "
         "assert 'transformers' not in sys.modules and 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,4 +1,4 @@
-"""The theory experiment (overtrained/theory.py): the claims of the paper's Experiment 4,
+"""The theory experiment (overtrained/analysis/theory.py): the claims of the paper's Experiment 4,
 each asserted on curves computed from the default config (config.yaml's `theory`, which
 is the schema's default), for every seed it runs.
 
@@ -21,8 +21,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from overtrained import config as C
-from overtrained import theory
+from overtrained.analysis import theory
+from overtrained.core import config as C
 from tests.workflow_helpers import REPO
 
 THEORY = C.load_file(REPO / "config.yaml")["theory"]

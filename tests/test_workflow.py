@@ -13,8 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from overtrained import claims, cpu_kernels, figures, job_server, tables, theory, workflow
-from overtrained import config as C
+from overtrained import workflow
+from overtrained.analysis import aggregate, claims, figures, theory
+from overtrained.core import config as C
+from overtrained.execution import cpu_kernels, job_server
 from tests.builders import LOCAL_HH_TASK
 from tests.workflow_helpers import (
     REPO,
@@ -157,7 +159,7 @@ def finished(tmp_path_factory):
 def test_metrics_parquet_has_declared_columns_types_and_rows(finished):
     path = finished / "results/tables/metrics.parquet"
     table = pq.read_table(path)
-    assert table.schema.remove_metadata() == tables.SCHEMA
+    assert table.schema.remove_metadata() == aggregate.SCHEMA
     df = pd.read_parquet(path)
     cfg = C.load_file(finished / "config.yaml")
     n_ckpt = len(cfg["families"]["tiny"]["budgets"])
@@ -223,7 +225,8 @@ def test_figures_draw_one_curve_per_lr_and_gamma(finished):
 
 
 def test_analysis_tables_read_back_with_their_schemas_and_summarise(finished, capsys):
-    from overtrained import analysis, cli
+    from overtrained import cli
+    from overtrained.analysis import analysis
 
     for name, schema in (
         ("best_lr", analysis.BEST_LR_SCHEMA),
@@ -413,7 +416,7 @@ def test_changing_a_suite_reruns_only_that_suites_evaluations(finished, tmp_path
 
 
 def test_a_stage_code_change_reruns_that_stage_and_downstream_only(finished):
-    source = finished / "overtrained/finetune.py"
+    source = finished / "overtrained/train/finetune.py"
     original = source.read_text()
     try:
         source.write_text(original + "\nCHANGED = True  # a change to the fine-tuning code\n")
@@ -437,7 +440,7 @@ def test_a_stage_code_change_reruns_that_stage_and_downstream_only(finished):
 def test_a_documentation_edit_of_stage_code_reruns_nothing(finished):
     """The stage code hash ignores docstrings, comments and layout (and paths: see
     test_workflow_plan), so rewording or moving the library re-runs no finished work."""
-    source = finished / "overtrained/finetune.py"
+    source = finished / "overtrained/train/finetune.py"
     original = source.read_text()
     _, docstring, rest = original.split('"""', 2)
     try:
@@ -507,7 +510,7 @@ def test_how_jobs_execute_is_not_a_reason_to_rerun(finished, tmp_path):
     path = tmp_path / "off.yaml"
     path.write_text(yaml.safe_dump(cfg))
     assert dry_run_jobs(finished, "--configfile", str(path)) == []
-    source = finished / "overtrained/job_server.py"
+    source = finished / "overtrained/execution/job_server.py"
     original = source.read_text()
     try:
         source.write_text(original + "\n# a change to how jobs are executed\n")

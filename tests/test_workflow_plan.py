@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from overtrained import cli, workflow
-from overtrained import config as C
+from overtrained.core import config as C
 from tests.conftest import TINY_CONFIG, tiny_config
 
 
@@ -59,13 +59,14 @@ def test_stream_covers_the_largest_budget_and_ignores_smaller_additions():
 
 
 def test_stage_code_hash_follows_the_stage_files(tmp_path, monkeypatch):
-    for name, code in [("finetune", "a = 1"), ("loading", "d = 1"), ("pretrain", "b = 1")]:
-        (tmp_path / f"{name}.py").write_text(code + "\n")
-    (tmp_path / "model.py").write_text("c = 1\n")
+    stages = ("finetune", "pretrain")
+    for n, path in enumerate({p for s in stages for p in workflow.STAGE_CODE[s]}):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(f"a{n} = 1\n")
     monkeypatch.setattr(workflow, "PACKAGE_DIR", tmp_path)
     workflow.stage_code_hash.cache_clear()
     ft, pre = workflow.stage_code_hash("finetune"), workflow.stage_code_hash("pretrain")
-    (tmp_path / "finetune.py").write_text("a = 2\n")
+    (tmp_path / "train/finetune.py").write_text("a = 2\n")
     workflow.stage_code_hash.cache_clear()
     assert workflow.stage_code_hash("finetune") != ft
     assert workflow.stage_code_hash("pretrain") == pre
@@ -73,28 +74,46 @@ def test_stage_code_hash_follows_the_stage_files(tmp_path, monkeypatch):
 
 
 def test_a_moved_or_reworded_stage_file_keeps_its_code_hash(tmp_path, monkeypatch):
-    """The hash is of what the code does: a file moved to a subpackage, a new docstring, a
-    comment or reformatting change nothing; a changed statement or constant does."""
-    code = 'def step(x):\n    return x * 2  # doubled\n\nRATE = "1e-3"\n'
+    """The hash is of what the code does: a file moved to a subpackage, its imports of the
+    package's modules moved and renamed with it, a new docstring, comments, reformatting and
+    YAML comments change nothing; a changed statement, constant or YAML value does."""
+    code = (
+        "from overtrained import tables\n"
+        "from overtrained.config import parse_tokens\n\n"
+        'def step(x):\n    return tables.SCHEMA, parse_tokens(x) * 2  # doubled\n\nRATE = "1e-3"\n'
+    )
     (tmp_path / "finetune.py").write_text(code)
-    (tmp_path / "loading.py").write_text("import json\n")
+    (tmp_path / "task.yaml").write_text("# a task\ntask: lang\nlimit: 10\n")
     monkeypatch.setattr(workflow, "PACKAGE_DIR", tmp_path)
-    monkeypatch.setitem(workflow.STAGE_CODE, "finetune", ("finetune.py", "loading.py"))
+    monkeypatch.setitem(workflow.STAGE_CODE, "finetune", ("finetune.py", "*.yaml"))
     workflow.stage_code_hash.cache_clear()
     before = workflow.stage_code_hash("finetune")
-    (tmp_path / "train").mkdir()
-    (tmp_path / "finetune.py").rename(tmp_path / "train/finetune.py")
+    for sub in ("train", "analysis", "evaluation"):
+        (tmp_path / sub).mkdir()
+    (tmp_path / "finetune.py").unlink()
     (tmp_path / "train/finetune.py").write_text(
-        '"""Fine-tuning, now documented."""\n\n\ndef step(x):\n    """Twice x."""\n'
-        "    return x*2\n\n\nRATE = '1e-3'  # quoted differently\n"
+        '"""Fine-tuning, now documented."""\n\n'
+        "from overtrained.analysis import aggregate\n"
+        "from overtrained.core.config import parse_tokens\n\n\n"
+        'def step(x):\n    """Twice x."""\n    return aggregate.SCHEMA, parse_tokens(x)*2\n\n\n'
+        "RATE = '1e-3'  # quoted differently\n"
     )
-    monkeypatch.setitem(workflow.STAGE_CODE, "finetune", ("train/finetune.py", "loading.py"))
+    (tmp_path / "task.yaml").rename(tmp_path / "evaluation/task.yaml")
+    (tmp_path / "evaluation/task.yaml").write_text("task: lang  # moved\nlimit:   10\n")
+    monkeypatch.setitem(workflow.STAGE_CODE, "finetune", ("train/finetune.py", "evaluation/*.yaml"))
     workflow.stage_code_hash.cache_clear()
     assert workflow.stage_code_hash("finetune") == before
-    (tmp_path / "train/finetune.py").write_text(code.replace("1e-3", "1e-4"))
-    workflow.stage_code_hash.cache_clear()
-    assert workflow.stage_code_hash("finetune") != before
-    monkeypatch.setitem(workflow.STAGE_CODE, "finetune", ("finetune.py", "loading.py"))
+    for path, old, changed in [
+        ("train/finetune.py", "'1e-3'", "'1e-4'"),  # a constant
+        ("train/finetune.py", "parse_tokens(x)", "format_tokens(x)"),  # another function
+        ("evaluation/task.yaml", "10", "20"),  # a task setting
+    ]:
+        text = (tmp_path / path).read_text()
+        (tmp_path / path).write_text(text.replace(old, changed))
+        workflow.stage_code_hash.cache_clear()
+        assert workflow.stage_code_hash("finetune") != before, changed
+        (tmp_path / path).write_text(text)
+    monkeypatch.setitem(workflow.STAGE_CODE, "finetune", ("finetune.py", "evaluation/*.yaml"))
     workflow.stage_code_hash.cache_clear()
     with pytest.raises(FileNotFoundError, match="no file matches 'finetune.py'"):
         workflow.stage_code_hash("finetune")

@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from overtrained import cpu_kernels
+from overtrained.execution import cpu_kernels
 
 SETTINGS = {
     "as the machine picks": {},
@@ -74,9 +74,9 @@ def child(corpus_dir: str, tokens: str, threads: str) -> None:
     import torch
     from safetensors.torch import save_file
 
-    from overtrained import config as config_mod
-    from overtrained import pretrain
-    from overtrained.config import parse_tokens
+    from overtrained.core import config as config_mod
+    from overtrained.core.config import parse_tokens
+    from overtrained.train import pretrain
 
     torch.set_num_threads(int(threads))
     cfg = config_mod.load_file("config.yaml")

@@ -1,4 +1,4 @@
-"""Tables for the README's sizing section, from a run's metrics.parquet.
+"""Tables for docs/performance.md's sizing tables, from a run's metrics.parquet.
 
     .venv/bin/python experiments/sizing/summarize.py RUN_DIR [RUN_DIR ...]
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from overtrained.figures import tick_label
+from overtrained.analysis.figures import tick_label
 
 
 def cell(values: pd.Series) -> str:

@@ -1,4 +1,4 @@
-"""Run overtrained.finetune.run from a JSON spec and send this process a signal at a step.
+"""Run overtrained.train.finetune.run from a JSON spec and send this process a signal at a step.
 
     python finetune_until.py SPEC.json STEP SIGNAL    (SIGNAL: KILL or TERM)
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from overtrained import finetune
+from overtrained.train import finetune
 
 
 class SignalAtStep(TrainerCallback):

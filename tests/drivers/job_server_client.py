@@ -10,7 +10,7 @@ prints "ran here" when the server was not wanted.
 import sys
 from types import SimpleNamespace
 
-from overtrained import job_server
+from overtrained.execution import job_server
 
 script, log = sys.argv[1], sys.argv[2]
 mode = sys.argv[3] if len(sys.argv) > 3 else "ok"

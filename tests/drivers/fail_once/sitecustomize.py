@@ -1,7 +1,7 @@
 """Fault injection for tests/test_slurm.py, kept out of the production code.
 
 With this folder on PYTHONPATH and OVERTRAINED_FAIL_ONCE="<part of a log path>:<marker
-file>", every Python process of the run wraps `overtrained.entry.log_to`: the first job whose
+file>", every Python process of the run wraps `overtrained.core.entry.log_to`: the first job whose
 log path contains that part fails after opening its log (and creates the marker), so the
 retry Snakemake and Slurm make can be observed. Without the variable it does nothing.
 """
@@ -14,7 +14,7 @@ if SPEC:
     import sys
     from pathlib import Path
 
-    from overtrained import entry
+    from overtrained.core import entry
 
     _log_to = entry.log_to
 

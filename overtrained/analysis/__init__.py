@@ -1,0 +1,1 @@
+"""From records to answers: the metrics table, LR tuning, claims, figures, theory."""

@@ -1,0 +1,1 @@
+"""Shared core: the config and its schema, provenance, rule-script plumbing."""

@@ -1,0 +1,516 @@
+"""Config validation: JSON-schema typing, defaults, and cross-field rules.
+
+`load(config)` is called by the Snakefile before any job is scheduled. Every
+problem becomes a `ConfigError` whose one-line message names the key path
+(for example ``finetune.lrs.arith[0]``) and says how to fix it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
+_SUFFIX = {"K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}
+MINI_PREFIX = (
+    "mini_"  # lm-eval tasks shipped in overtrained/evaluation/lm_eval_tasks/, one per task kind
+)
+GENERATED_KINDS = ("corpus_language", "arithmetic", "topic_classification")
+ID_PREFIX = "id_"  # id_<task>: in-distribution accuracy of a dataset task with answers
+
+
+def is_repo_task(name: str) -> bool:
+    """A suite task defined by this repo (mini_<kind>, id_<task>), not by lm-eval."""
+    return name.startswith((MINI_PREFIX, ID_PREFIX))
+
+
+TOPIC_LABELS = 8  # labels of the topic_classification task (tasks.make_task's default)
+_FLOAT_STRING = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+# JSON Schema's "integer" accepts 1.0e6 and 0.0; seeds and counts name files, so they
+# must be real integers (and booleans are not integers here either).
+_VALIDATOR = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)
+    ),
+)
+
+
+class ConfigError(ValueError):
+    """A config problem, described in one line that names the key path."""
+
+
+def parse_tokens(value: int | str) -> int:
+    """'250K' -> 250000, '1.5M' -> 1500000, 4096 -> 4096."""
+    if isinstance(value, int):
+        return value
+    if value.isdigit():
+        return int(value)
+    number, suffix = value[:-1], value[-1]
+    return int(round(float(number) * _SUFFIX[suffix]))
+
+
+def format_tokens(tokens: int) -> str:
+    """Canonical spelling of a token count: 250000 -> '250K', 1500000 -> '1.5M', 8192 -> '8192'."""
+    for suffix in ("T", "B", "M", "K"):
+        scale = _SUFFIX[suffix]
+        if tokens >= scale:
+            text = f"{tokens / scale:.6g}"
+            if parse_tokens(text + suffix) == tokens and len(text.partition(".")[2]) <= 1:
+                return text + suffix
+    return str(tokens)
+
+
+def format_lr(lr: float) -> str:
+    """Canonical LR spelling used in paths and wildcards: 0.001 -> '0.001', 1e-05 -> '1e-05'."""
+    return f"{lr:g}"
+
+
+def load_schema() -> dict:
+    with open(SCHEMA_PATH, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def _resolve(schema: dict, root: dict) -> dict:
+    while "$ref" in schema:
+        name = schema["$ref"].split("/")[-1]
+        rest = {k: v for k, v in schema.items() if k != "$ref"}
+        schema = {**root["$defs"][name], **rest}
+    return schema
+
+
+def _fill_defaults(instance: Any, schema: dict, root: dict) -> None:
+    """Insert schema defaults into `instance` in place, recursing into objects."""
+    schema = _resolve(schema, root)
+    if "if" in schema:  # a family: its `source` picks the definition
+        chosen = (
+            "then"
+            if _VALIDATOR({**schema["if"], "$defs": root["$defs"]}).is_valid(instance)
+            else "else"
+        )
+        schema = _resolve(schema[chosen], root)
+    if not isinstance(instance, dict):
+        return
+    for key, sub in schema.get("properties", {}).items():
+        sub = _resolve(sub, root)
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if key in instance:
+            _fill_defaults(instance[key], sub, root)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key, value in instance.items():
+            if key not in schema.get("properties", {}):
+                _fill_defaults(value, extra, root)
+
+
+def fill_definition_defaults(definition: dict, where: str = "dataset") -> dict:
+    """Validate a dataset definition (schema `$defs/dataset_definition`) and fill its defaults.
+    Defaults inside `oneOf` branches are not filled by `load`, so dataset_tasks calls this."""
+    schema = load_schema()
+    sub = schema["$defs"]["dataset_definition"]
+    _fill_defaults(definition, sub, schema)
+    errors = sorted(_VALIDATOR({**sub, "$defs": schema["$defs"]}).iter_errors(definition), key=str)
+    if errors:
+        raise ConfigError(f"{where}.{_describe(errors[0])}".replace(".(top level)", ""))
+    return definition
+
+
+def _key_path(path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    """Turn a jsonschema error into one actionable line."""
+    path = list(error.absolute_path)
+    where = _key_path(path)
+    if error.validator == "additionalProperties":
+        unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        known = ", ".join(sorted(error.schema.get("properties", {}))) or "none"
+        key = _key_path([*path, unknown[0]]) if unknown else where
+        if path[:1] == ["families"] and "repo" in unknown and "budgets" in known:
+            return f"{key}: a family with a repo is a hub family: add `source: hub`"
+        return f"{key}: unknown key (allowed here: {known}); check its spelling"
+    schema_path = list(error.absolute_schema_path)
+    if "propertyNames" in schema_path:
+        bad = error.instance
+        if bad in ("probes", "judge"):
+            return f"{where}: {bad!r} is reserved (a built-in evaluation); rename it"
+        return (
+            f"{where}: name {bad!r} is not a safe identifier: use letters, digits, '_' and '-', "
+            "starting with a letter (names become file paths and wildcards)"
+        )
+    if (
+        error.validator == "type"
+        and isinstance(error.instance, str)
+        and _FLOAT_STRING.match(error.instance)
+    ):
+        return (
+            f"{where}: {error.instance!r} was read as a string, not a number (YAML needs a "
+            f"dot in exponent notation): write {float(error.instance):.1e}"
+        )
+    if error.validator == "enum":
+        allowed = ", ".join(map(str, error.validator_value))
+        return f"{where}: {error.instance!r} is not one of: {allowed}"
+    if error.validator == "oneOf" and "KMBT" in json.dumps(error.validator_value):
+        return (
+            f"{where}: {error.instance!r} is not a token count: use a positive integer or a "
+            "number with a K/M/B/T suffix such as '250K' or '1.5M'"
+        )
+    if error.validator == "oneOf" and '"auto"' in json.dumps(error.validator_value):
+        return f"{where}: {error.instance!r} must be a positive integer or 'auto'"
+    if error.validator == "exclusiveMinimum":
+        return f"{where}: {error.instance!r} must be greater than {error.validator_value}"
+    if error.validator == "minItems" and error.validator_value == 1:
+        return f"{where}: must not be empty"
+    if error.validator == "required":
+        return f"{where}: {error.message}"
+    if error.validator == "const":
+        return f"{where}: must be {error.validator_value!r}, got {error.instance!r}"
+    return f"{where}: {error.message}"
+
+
+def _cross_checks(cfg: dict) -> None:
+    """Rules that a JSON schema cannot express."""
+    ft = cfg["finetune"]
+    tasks, lrs = ft["tasks"], ft["lrs"]
+    for task in tasks:
+        if task not in lrs:
+            raise ConfigError(
+                f"finetune.lrs: no learning-rate grid for task {task!r}; add "
+                f"'finetune.lrs.{task}: [1.0e-3]' (or remove the task)"
+            )
+    for task in lrs:
+        if task not in tasks:
+            raise ConfigError(
+                f"finetune.lrs.{task}: no task named {task!r} in finetune.tasks "
+                f"(known: {', '.join(tasks)})"
+            )
+    for task, grid in lrs.items():
+        spelled = [format_lr(lr) for lr in grid]
+        if len(set(spelled)) != len(spelled):
+            raise ConfigError(f"finetune.lrs.{task}: two learning rates are the same: {grid}")
+    for name, fam in cfg["families"].items():
+        unknown = [t for t in fam.get("finetune_tasks") or [] if t not in tasks]
+        if unknown:
+            raise ConfigError(
+                f"families.{name}.finetune_tasks: no task named {unknown[0]!r} in "
+                f"finetune.tasks (known: {', '.join(tasks)})"
+            )
+    _check_hub_families(cfg)
+    from overtrained.analysis import theory  # here: the config module stays light to import
+
+    problems = theory.check(cfg["theory"])
+    if problems:
+        raise ConfigError(problems[0])
+    for name, fam in pretrain_families(cfg).items():
+        model, train = fam["model"], fam["training"]
+        where = f"families.{name}"
+        if model["hidden_size"] % model["num_attention_heads"]:
+            raise ConfigError(
+                f"{where}.model.num_attention_heads: {model['num_attention_heads']} does not "
+                f"divide hidden_size {model['hidden_size']}"
+            )
+        if (model["hidden_size"] // model["num_attention_heads"]) % 2:
+            raise ConfigError(
+                f"{where}.model: head size hidden_size/num_attention_heads must be even (RoPE)"
+            )
+        if ft["max_length"] > train["seq_len"]:
+            raise ConfigError(
+                f"finetune.max_length: {ft['max_length']} tokens exceed the context of family "
+                f"{name!r} (training.seq_len {train['seq_len']}); lower max_length"
+            )
+        budgets = _token_budgets(f"{where}.budgets", fam["budgets"])
+        tokens_per_step = train["batch_size"] * train["seq_len"]
+        warmup = parse_tokens(train["warmup_tokens"])
+        stable_end = min(budgets) * (
+            1 - train["decay_fraction"] if train["schedule"] == "wsd" else 1
+        )
+        if warmup >= stable_end:
+            raise ConfigError(
+                f"{where}.training.warmup_tokens: {warmup} tokens of warmup do not fit in the "
+                f"smallest budget ({format_tokens(min(budgets))}); lower warmup_tokens"
+            )
+        retention = parse_tokens(cfg["evaluate"]["retention_tokens"])
+        needed = max(1, retention // train["seq_len"]) * (train["seq_len"] + 1)
+        from_corpus = cfg["evaluate"]["retention_text"] is None
+        if from_corpus and needed > parse_tokens(fam["corpus"]["heldout_tokens"]):
+            raise ConfigError(
+                f"evaluate.retention_tokens: {retention} tokens in windows of seq_len + 1 need "
+                f"{needed} held-out tokens, but families.{name}.corpus.heldout_tokens is "
+                f"{fam['corpus']['heldout_tokens']}; raise heldout_tokens or lower retention_tokens"
+            )
+        if min(budgets) < 4 * tokens_per_step:
+            raise ConfigError(
+                f"{where}.budgets: {format_tokens(min(budgets))} is fewer than 4 optimizer steps "
+                f"of {tokens_per_step} tokens (batch_size x seq_len); raise the budget"
+            )
+    _check_batch(ft)
+    _resolve_datasets(tasks)
+    _resolve_retention_text(cfg["evaluate"])
+    _check_judge(cfg)
+    kinds = [t["kind"] for t in tasks.values()]
+    if "topic_classification" in kinds:
+        for name, fam in pretrain_families(cfg).items():
+            usable = fam["corpus"]["n_topics"] - fam["corpus"]["heldout_topics"]
+            if usable < TOPIC_LABELS:
+                raise ConfigError(
+                    f"families.{name}.corpus.n_topics: the topic_classification task labels "
+                    f"{TOPIC_LABELS} pre-training topics, but n_topics - heldout_topics = "
+                    f"{usable}; raise n_topics"
+                )
+    _resolve_suites(cfg["evaluate"]["suites"])
+    for suite_name, suite in cfg["evaluate"]["suites"].items():
+        for i, task in enumerate(suite["tasks"]):
+            if task.startswith(ID_PREFIX):
+                _check_id_task(cfg, f"evaluate.suites.{suite_name}.tasks[{i}]", task)
+            if task.startswith(MINI_PREFIX):
+                kind = task.removeprefix(MINI_PREFIX)
+                if kind not in GENERATED_KINDS:
+                    raise ConfigError(
+                        f"evaluate.suites.{suite_name}.tasks[{i}]: {task!r} is not a miniature "
+                        f"task (mini_<kind> for kind in {', '.join(GENERATED_KINDS)})"
+                    )
+                if kinds.count(kind) != 1:
+                    raise ConfigError(
+                        f"evaluate.suites.{suite_name}.tasks[{i}]: {task!r} reads the held-out "
+                        f"split of the fine-tuning task of kind {kind!r}, but finetune.tasks has "
+                        f"{kinds.count(kind)} of that kind (need exactly one)"
+                    )
+
+
+def pretrain_families(cfg: dict) -> dict:
+    return {n: f for n, f in cfg["families"].items() if f["source"] == "pretrain"}
+
+
+def hub_families(cfg: dict) -> dict:
+    return {n: f for n, f in cfg["families"].items() if f["source"] == "hub"}
+
+
+def _token_budgets(where: str, values: list) -> list[int]:
+    """A family's budgets as token counts: each at least one token, no two the same."""
+    budgets = [parse_tokens(v) for v in values]
+    if min(budgets) < 1:
+        raise ConfigError(f"{where}: a budget must be at least one token")
+    if len(set(budgets)) != len(budgets):
+        raise ConfigError(f"{where}: two budgets are the same number of tokens")
+    return budgets
+
+
+def _check_hub_families(cfg: dict) -> None:
+    """What a hub family needs from the rest of the config (its branches are checked when
+    they are pinned, see overtrained.hub.pins)."""
+    for name, fam in hub_families(cfg).items():
+        where = f"families.{name}"
+        if (fam["tokens"] is None) == (fam["revisions"] is None):
+            raise ConfigError(
+                f"{where}: give exactly one of `tokens` (budgets resolved to the nearest "
+                "branch) or `revisions` (branch names)"
+            )
+        if fam["tokens"] is not None:
+            _token_budgets(f"{where}.tokens", fam["tokens"])
+        manifest = Path(fam["manifest"].replace("{family}", name)).resolve()
+        for other, other_fam in hub_families(cfg).items():
+            if (
+                other != name
+                and Path(other_fam["manifest"].replace("{family}", other)).resolve() == manifest
+            ):
+                raise ConfigError(
+                    f"{where}.manifest: {fam['manifest']!r} is also families.{other}'s "
+                    "manifest; give each hub family its own (the default includes {family})"
+                )
+        for task, spec in cfg["finetune"]["tasks"].items():
+            if spec["kind"] != "dataset":
+                raise ConfigError(
+                    f"finetune.tasks.{task}: a generated task ({spec['kind']}) speaks the "
+                    f"synthetic corpus language of a pretrain family, but {where} is a hub "
+                    "family; use dataset tasks (kind: dataset) with hub families"
+                )
+        if cfg["evaluate"]["retention_text"] is None:
+            raise ConfigError(
+                f"evaluate.retention_text: {where} is a hub family, which has no corpus of its "
+                "own to measure retention on; name a text such as c4_validation"
+            )
+
+
+def _check_id_task(cfg: dict, where: str, name: str) -> None:
+    task = cfg["finetune"]["tasks"].get(name.removeprefix(ID_PREFIX))
+    if task is None or task["kind"] != "dataset":
+        names = [
+            f"{ID_PREFIX}{t}" for t, v in cfg["finetune"]["tasks"].items() if v["kind"] == "dataset"
+        ]
+        raise ConfigError(
+            f"{where}: {name!r} scores the dataset task {name.removeprefix(ID_PREFIX)!r}, which "
+            f"finetune.tasks does not have (dataset tasks: {', '.join(names) or 'none'})"
+        )
+    if not (task["dataset"]["choices"] or task["dataset"]["answer_pattern"]):
+        raise ConfigError(
+            f"{where}: {name!r} needs answers to score: give the dataset definition `choices` "
+            "(a fixed answer set) or `answer_pattern` (a final answer in the text)"
+        )
+
+
+def _check_judge(cfg: dict) -> None:
+    judge = cfg["evaluate"]["judge"]
+    if judge["command"] is None:
+        return
+    tasks = cfg["finetune"]["tasks"]
+    if not judge["tasks"]:
+        raise ConfigError(
+            "evaluate.judge.tasks: a judge command needs the tasks whose fine-tuned models "
+            f"it scores (known tasks: {', '.join(tasks)})"
+        )
+    for i, task in enumerate(judge["tasks"]):
+        if task not in tasks:
+            raise ConfigError(
+                f"evaluate.judge.tasks[{i}]: no task named {task!r} in finetune.tasks "
+                f"(known: {', '.join(tasks)})"
+            )
+    for placeholder in ("{responses}", "{output}"):
+        if placeholder not in judge["command"]:
+            raise ConfigError(f"evaluate.judge.command: must contain {placeholder}")
+
+
+def _resolve_retention_text(evaluate: dict) -> None:
+    from overtrained.data import dataset_task
+
+    if evaluate["retention_text"] is None:
+        return
+    where = "evaluate.retention_text"
+    try:
+        evaluate["retention_text"] = dataset_task.resolve(evaluate["retention_text"], where)
+        dataset_task.check(evaluate["retention_text"], where)
+    except ValueError as err:
+        message = str(err)
+        raise ConfigError(message if message.startswith(where) else f"{where}: {message}") from None
+
+
+def _check_batch(ft: dict) -> None:
+    """batch_size = per_device_batch_size x accumulation x GPUs, in whole numbers."""
+    devices = max(ft["gpus"], 1)
+    per_device = ft["per_device_batch_size"] or ft["batch_size"] // devices
+    if per_device < 1 or ft["batch_size"] % (per_device * devices):
+        raise ConfigError(
+            f"finetune.batch_size: {ft['batch_size']} examples per step cannot be split into "
+            f"{devices} device(s) x per_device_batch_size {ft['per_device_batch_size']} x a whole "
+            "number of accumulation steps; make batch_size a multiple of their product"
+        )
+    scratch = Path(ft["scratch_dir"])
+    if not scratch.is_absolute() and scratch.parts and scratch.parts[0] in ("results", "logs"):
+        raise ConfigError(
+            f"finetune.scratch_dir: {ft['scratch_dir']!r} is inside the workflow's outputs, "
+            "which the trainer checkpoints must stay out of; use e.g. 'scratch'"
+        )
+    if ft["fsdp"] and ft["gpus"] < 2:
+        raise ConfigError("finetune.fsdp: FSDP shards over GPUs; it needs finetune.gpus >= 2")
+
+
+SUITES_PATH = Path(__file__).resolve().parents[1] / "evaluation" / "suites.yaml"
+
+
+def shipped_suites() -> dict:
+    with open(SUITES_PATH, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def _resolve_suites(suites: dict) -> None:
+    """A suite names its tasks or a shipped preset, never both; presets become task lists."""
+    for name, suite in suites.items():
+        where = f"evaluate.suites.{name}"
+        if (suite["tasks"] is None) == (suite["preset"] is None):
+            raise ConfigError(
+                f"{where}: give exactly one of `tasks` (a list of lm-eval task names) or "
+                "`preset` (a shipped suite)"
+            )
+        if suite["preset"] is not None:
+            shipped = shipped_suites()
+            if suite["preset"] not in shipped:
+                raise ConfigError(
+                    f"{where}.preset: {suite['preset']!r} is not a shipped suite "
+                    f"(shipped: {', '.join(sorted(shipped))})"
+                )
+            suite["tasks"] = list(shipped[suite["preset"]]["tasks"])
+
+
+def _resolve_datasets(tasks: dict) -> None:
+    """Replace each dataset task's `dataset` (a shipped name or a dict) by its full definition."""
+    from overtrained.data import dataset_task
+
+    for name, task in tasks.items():
+        where = f"finetune.tasks.{name}"
+        if task["kind"] != "dataset":
+            if task["dataset"] is not None:
+                raise ConfigError(
+                    f"{where}.dataset: only tasks of kind 'dataset' read a dataset "
+                    f"(this one is {task['kind']!r}); remove the key or set kind: dataset"
+                )
+            if task["n_train"] is None:
+                raise ConfigError(
+                    f"{where}.n_train: a generated task needs a number of examples "
+                    "(null, 'all rows', only applies to kind: dataset)"
+                )
+            continue
+        if task["dataset"] is None:
+            raise ConfigError(
+                f"{where}.dataset: a task of kind 'dataset' names a dataset: one of "
+                f"{', '.join(sorted(dataset_task.library()))} or a full definition"
+            )
+        try:
+            task["dataset"] = dataset_task.resolve(task["dataset"], f"{where}.dataset")
+            dataset_task.check(task["dataset"], f"{where}.dataset")
+        except ValueError as err:
+            message = str(err)
+            if not message.startswith(where):
+                message = f"{where}.dataset: {message}"
+            raise ConfigError(message) from None
+
+
+def load(raw: dict | None) -> dict:
+    """Validate `raw` (as Snakemake loaded it), fill defaults, and return a new dict."""
+    cfg = copy.deepcopy(dict(raw or {}))
+    schema = load_schema()
+    _fill_defaults(cfg, schema, schema)
+    validator = _VALIDATOR(schema)
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), e.path))
+    if errors:
+        # Report the error nearest the top of the config first: it names the outermost key.
+        first = errors[0]
+        raise ConfigError(_describe(first))
+    _cross_checks(cfg)
+    for fam in pretrain_families(cfg).values():
+        # Budgets become checkpoint names: one spelling per count, in token order.
+        fam["budgets"] = [format_tokens(t) for t in sorted(map(parse_tokens, fam["budgets"]))]
+    for fam in hub_families(cfg).values():
+        if fam["tokens"] is not None:
+            fam["tokens"] = [format_tokens(t) for t in sorted(map(parse_tokens, fam["tokens"]))]
+    for grid in cfg["finetune"]["lrs"].values():
+        if any(not math.isfinite(lr) for lr in grid):
+            raise ConfigError("finetune.lrs: learning rates must be finite numbers")
+    return _canonical(cfg)
+
+
+def _canonical(value):
+    """Sort every mapping by key. Snakemake compares `params:` by their text, so without
+    this, reordering keys in a config file would make jobs stale."""
+    if isinstance(value, dict):
+        return {key: _canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_canonical(item) for item in value]
+    return value
+
+
+def load_file(path: str | Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return load(yaml.safe_load(f))

@@ -1,0 +1,1 @@
+"""Data stages: the synthetic corpus, fine-tuning tasks, retention text."""

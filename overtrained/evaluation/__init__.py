@@ -1,0 +1,1 @@
+"""Evaluation stages: lm-eval suites, loss probes, Gaussian sensitivity, judge."""

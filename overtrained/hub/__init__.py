@@ -1,0 +1,1 @@
+"""Public checkpoint families: pinning revisions and downloading them."""

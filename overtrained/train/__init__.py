@@ -1,0 +1,1 @@
+"""Training stages: pre-training and TRL fine-tuning."""
