@@ -53,11 +53,16 @@ STAGE_CODE = {  # stage (its rule, script and module share the name): files unde
         "models/loading.py",
     ),
     "aggregate": ("analysis/aggregate.py",),
-    "analysis": ("analysis/analysis.py",),
-    "figures": ("analysis/figures.py",),
+    "analysis": ("analysis/analysis.py", "analysis/statistics.py", "analysis/vocabulary.py"),
+    "figures": ("analysis/figures.py", "analysis/vocabulary.py"),
     "judge": ("evaluation/judge.py", "models/loading.py"),
-    "theory": ("analysis/theory.py", "analysis/figures.py"),
-    "claims": ("analysis/claims.py", "analysis/analysis.py"),
+    "theory": ("analysis/theory.py", "analysis/figures.py", "analysis/vocabulary.py"),
+    "claims": (
+        "analysis/claims.py",
+        "analysis/analysis.py",
+        "analysis/statistics.py",
+        "analysis/vocabulary.py",
+    ),
 }
 
 

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from overtrained.analysis import aggregate
+from overtrained.analysis import aggregate, statistics
 from overtrained.analysis import analysis as A
 from tests.builders import TOKENS, metrics, row
 from tests.workflow_helpers import REPO
@@ -298,7 +298,7 @@ def test_without_seeds_or_standard_errors_there_is_no_ci_and_no_verdict():
 def test_t_quantiles_match_scipy():
     stats = pytest.importorskip("scipy.stats")
     for df in [*range(1, 31), 31, 45, 80, 200, 10_000]:
-        assert A._t_95(df) == pytest.approx(stats.t.ppf(0.975, df), rel=1e-4)
+        assert statistics.t_95(df) == pytest.approx(stats.t.ppf(0.975, df), rel=1e-4)
 
 
 # --- overtraining: LRs, divergence, missing checkpoints, averages ------------------------------

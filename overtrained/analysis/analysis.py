@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from overtrained.analysis import aggregate
+from overtrained.analysis import aggregate, statistics, vocabulary
 
 # --- what is measured, and which way is better ---------------------------------------------
 
@@ -34,7 +34,6 @@ LOWER_IS_BETTER = ("pretrain_loss", "id_loss")
 HIGHER_IS_BETTER = ("acc", "acc_norm", "exact_match")
 AVERAGE = "average"  # eval_task of a suite's benchmark-average row (the paper's headline)
 # Suites that are not lm-eval suites (their rows are probes, bookkeeping or perturbations).
-NOT_LM_EVAL = ("probes", "train", "pretrain", "sensitivity", "corpus")
 SELECTION_METRIC = "id_loss"
 # Absolute half-width of "no practical change", in the metric's units (nats; accuracy as a
 # fraction, so 0.01 is one point). A metric not listed uses DEFAULT_TOLERANCE.
@@ -42,13 +41,6 @@ TOLERANCE = {"pretrain_loss": 0.01, "id_loss": 0.01, "acc": 0.01, "acc_norm": 0.
 DEFAULT_TOLERANCE = 0.01
 MIN_CHECKPOINTS = 3
 TIE_RTOL = 1e-9  # values this close (relative) are a tie
-Z_95 = 1.959963984540054
-# Two-sided 95% Student t quantiles, df 1..30 (beyond: a Cornish-Fisher expansion).
-_T_95 = (
-    12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
-    2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
-    2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423,
-)  # fmt: skip
 
 SELECTION_RULE = (
     "lowest id_loss of the fine-tuned model on its own task (suite probes), averaged over "
@@ -156,7 +148,7 @@ def _py(value):
     return value
 
 
-def _prepare(metrics: pd.DataFrame) -> pd.DataFrame:
+def finetuned_rows(metrics: pd.DataFrame) -> pd.DataFrame:
     """The fine-tuned rows with every column of metrics.parquet, integer columns as nullable
     Int64 (pandas reads the parquet's int64 columns that have nulls as float64)."""
     df = metrics[metrics["model"] == "finetuned"].copy()
@@ -170,7 +162,7 @@ def _prepare(metrics: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def _lrs_at_checkpoints(ft: pd.DataFrame) -> pd.DataFrame:
+def lrs_at_checkpoints(ft: pd.DataFrame) -> pd.DataFrame:
     """One row per (family, checkpoint, pretrain_seed, ft_task, lr) fine-tuned: its tokens,
     and `diverged`: any fine-tuning seed's rows (train or evaluation) carry 'diverged'."""
     return (
@@ -214,7 +206,7 @@ def best_lr(metrics: pd.DataFrame) -> pd.DataFrame:
     are null and status is 'all diverged'. `grid_edge` flags a chosen LR at an end of its
     grid (_grid_edge). Schema: BEST_LR_SCHEMA.
     """
-    ft = _prepare(metrics)
+    ft = finetuned_rows(metrics)
     if ft.empty:
         return _frame([], BEST_LR_SCHEMA)
     own = ft[
@@ -228,7 +220,7 @@ def best_lr(metrics: pd.DataFrame) -> pd.DataFrame:
         .rename("loss")
         .reset_index()
     )
-    lrs = _lrs_at_checkpoints(ft).merge(loss, on=LR_AT_CHECKPOINT, how="left")
+    lrs = lrs_at_checkpoints(ft).merge(loss, on=LR_AT_CHECKPOINT, how="left")
     rows = []
     for key, group in lrs.groupby(LR_AT_CHECKPOINT[:-1], dropna=False, sort=False):
         row = dict(zip(LR_AT_CHECKPOINT[:-1], key, strict=True))
@@ -266,7 +258,7 @@ def _observations(ft: pd.DataFrame) -> pd.DataFrame:
     probes = ft[ft["suite"] == "probes"]
     retention = probes[probes["metric"] == "pretrain_loss"].assign(eval_task=None)
     own = probes[(probes["metric"] == "id_loss") & (probes["eval_task"] == probes["ft_task"])]
-    lm = ft[~ft["suite"].isin(NOT_LM_EVAL) & ft["suite"].notna()]
+    lm = ft[~ft["suite"].isin(vocabulary.NOT_LM_EVAL_SUITES) & ft["suite"].notna()]
     lm = lm[lm["metric"].map(direction) == "higher"].copy()
     fill = lm["stderr"].isna() & (lm["n"] > 1) & lm["value"].between(0, 1)
     p, n = lm.loc[fill, "value"], lm.loc[fill, "n"].astype("float64")
@@ -290,40 +282,6 @@ def _observations(ft: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     obs = pd.concat(parts, ignore_index=True)
     return obs[np.isfinite(obs["value"])]  # a NaN/inf value is no measurement
-
-
-def _t_95(df: float) -> float:
-    """Two-sided 95% Student t quantile (df rounded down: slightly conservative)."""
-    if not np.isfinite(df) or df <= 0:
-        return Z_95
-    k = int(df + 1e-9)  # a float df of 3.9999999 is 4
-    if k <= len(_T_95):
-        return _T_95[max(k, 1) - 1]
-    z = Z_95
-    return z + (z**3 + z) / (4 * k) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * k**2)
-
-
-def _ci(best: pd.Series, last: pd.Series, change: float) -> tuple[float, float, str]:
-    """95% CI of the change between two curve points (each: values = replicate values,
-    stderr = the point mean's standard error from its measurements' standard errors).
-
-    'seeds' when both points have >= 2 replicates (pre-training x fine-tuning seeds):
-    Welch's t interval; else 'stderr' when both have a standard error: normal interval with
-    the errors added in quadrature; else 'none' (NaN bounds)."""
-    vb, vl = np.asarray(best["values"]), np.asarray(last["values"])
-    if len(vb) >= 2 and len(vl) >= 2:
-        qb, ql = vb.var(ddof=1) / len(vb), vl.var(ddof=1) / len(vl)
-        se = math.sqrt(qb + ql)
-        if se > 0:
-            df = (qb + ql) ** 2 / (qb**2 / (len(vb) - 1) + ql**2 / (len(vl) - 1))
-        else:
-            df = len(vb) + len(vl) - 2
-        half = _t_95(df) * se
-        return change - half, change + half, "seeds"
-    if np.isfinite(best["stderr"]) and np.isfinite(last["stderr"]):
-        half = Z_95 * math.hypot(best["stderr"], last["stderr"])
-        return change - half, change + half, "stderr"
-    return math.nan, math.nan, "none"
 
 
 def _points(curve: pd.DataFrame) -> pd.DataFrame:
@@ -372,7 +330,7 @@ def _analyse(curve: pd.DataFrame, sign: float, tol: float) -> dict:
     change = 0.0 if best_is_last else max(0.0, float(sign * (last["mean"] - best["mean"])))
     low, high, method = (math.nan, math.nan, "none")
     if not best_is_last:
-        low, high, method = _ci(best, last, change)
+        low, high, method = statistics.change_ci(best, last, change)
     verdict, reason = _verdict(len(points), best_is_last, low, high, tol)
     return {
         "n_checkpoints": len(points),
@@ -423,11 +381,11 @@ def overtraining(
       ci_low > 0 -> degrades; CI within +-tolerance -> no degradation; else inconclusive.
       `tolerance`: absolute, one number or per metric (default TOLERANCE).
     """
-    ft = _prepare(metrics)
+    ft = finetuned_rows(metrics)
     obs = _observations(ft)
     if obs.empty:
         return _frame([], OVERTRAINING_SCHEMA)
-    lrs = _lrs_at_checkpoints(ft)
+    lrs = lrs_at_checkpoints(ft)
     diverged = lrs.loc[lrs["diverged"], LR_AT_CHECKPOINT]
     marked = obs.merge(diverged, on=LR_AT_CHECKPOINT, how="left", indicator=True)
     obs = marked[marked["_merge"] == "left_only"].drop(columns="_merge")

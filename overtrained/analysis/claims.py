@@ -16,7 +16,7 @@ Verdicts: `reproduced`, `partly` (the direction is there, the evidence is not de
 `not reproduced`, `not testable` (the run lacks what the claim needs). The rule of each is
 in `RULES` and in every row. Replicates are seeds: pre-training seeds when there are several
 (noise or fine-tuning seeds averaged within each), else the noise or fine-tuning seeds.
-Intervals: Welch t for a difference of two budgets' means (analysis._ci); a percentile
+Intervals: Welch t for a difference of two budgets' means (statistics.change_ci); a percentile
 bootstrap over replicates (BOOTSTRAP resamples, fixed seed) for turning points and rank
 correlations, which have no closed form.
 """
@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from overtrained.analysis import analysis
+from overtrained.analysis import analysis, statistics
 
 SCHEMA = pa.schema(
     [
@@ -127,7 +127,7 @@ def _points(reps: pd.DataFrame) -> list[tuple[int, np.ndarray]]:
 def _welch(first: np.ndarray, last: np.ndarray) -> tuple[float, float, float]:
     """Mean of last - mean of first, with its 95% Welch interval (NaN: too few replicates)."""
     change = float(last.mean() - first.mean())
-    low, high, _ = analysis._ci(
+    low, high, _ = statistics.change_ci(
         pd.Series({"values": first, "stderr": math.nan}),
         pd.Series({"values": last, "stderr": math.nan}),
         change,
@@ -282,9 +282,9 @@ def forgetting_growth(metrics: pd.DataFrame, cfg: Mapping | None = None) -> list
 
 
 def _retention_curves(metrics: pd.DataFrame) -> pd.DataFrame:
-    prepared = analysis._prepare(metrics)
+    prepared = analysis.finetuned_rows(metrics)
     ft = prepared[(prepared["suite"] == "probes") & (prepared["metric"] == "pretrain_loss")]
-    diverged = analysis._lrs_at_checkpoints(prepared)
+    diverged = analysis.lrs_at_checkpoints(prepared)
     bad = diverged.loc[diverged["diverged"], ["family", "ft_task", "lr"]].drop_duplicates()
     marked = ft.merge(bad.assign(any_diverged=True), on=["family", "ft_task", "lr"], how="left")
     return marked.assign(any_diverged=marked["any_diverged"].fillna(False).astype(bool))

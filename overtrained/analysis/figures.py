@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from overtrained.analysis import vocabulary
+
 # The figures, in the order of the paper's list and of the report. workflow.FIGURES is this.
 FIGURES = (
     "benchmarks",  # 1. base vs fine-tuned (tuned LR) mean benchmark accuracy: the headline U
@@ -41,7 +43,6 @@ PAGES = ("overtraining", "best_lr", "provenance")
 
 BASE = "base (not fine-tuned)"
 # Suites whose rows are not lm-eval results (probes, bookkeeping, perturbations, judge).
-NOT_LM_EVAL = ("probes", "train", "pretrain", "sensitivity", "corpus", "judge")
 ACCURACIES = ("acc", "acc_norm", "exact_match")  # higher is better; exact_match[filter] too
 # A benchmark's panel in `id_ood` shows the first of these it reports.
 BENCHMARK_METRICS = (*ACCURACIES, "bits_per_byte", "word_perplexity", "byte_perplexity")
@@ -156,7 +157,7 @@ def _entropy(df: pd.DataFrame) -> tuple[str, float] | None:
 
 
 def _lm_eval(df: pd.DataFrame) -> pd.DataFrame:
-    return df[df["suite"].notna() & ~df["suite"].isin(NOT_LM_EVAL)]
+    return df[df["suite"].notna() & ~df["suite"].isin(vocabulary.NOT_LM_EVAL_SUITES)]
 
 
 def _is_accuracy(metric: str) -> bool:

@@ -1,0 +1,6 @@
+"""The words of metrics.parquet that more than one reader needs (analysis, claims, figures):
+one definition each. Import-light: the Snakefile reads the figures module."""
+
+# The `suite` values that are not lm-eval suites: loss probes, training and pre-training
+# records, the perturbation probe, corpus records and the judge.
+NOT_LM_EVAL_SUITES = ("probes", "train", "pretrain", "sensitivity", "corpus", "judge")
