@@ -103,7 +103,7 @@ def make_checkpoint(out: Path) -> Path:
     """The `mini` family (config.yaml) pre-trained for PRETRAIN_BUDGET tokens, as the
     pretrain stage writes it (model.safetensors, config.json, tokenizer)."""
     from overtrained.core import provenance
-    from overtrained.core.config import parse_tokens
+    from overtrained.core.units import parse_tokens
     from overtrained.data import corpus
     from overtrained.train import pretrain
 

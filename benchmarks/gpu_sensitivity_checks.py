@@ -63,7 +63,7 @@ def prepare(run: Path, out: Path) -> None:
         shutil.copy(ckpt / "sensitivity.json", out / name / "sensitivity.json")
     shutil.copy(run / "results" / family / "corpus" / "heldout.npy", out / "heldout.npy")
     # parsed here: `check` runs where the workflow's own dependencies (jsonschema) may not be
-    from overtrained.core.config import parse_tokens
+    from overtrained.core.units import parse_tokens
 
     record = provenance.read_json(ckpts[0] / "sensitivity.json")
     tokens = parse_tokens(record["params"]["retention_tokens"])

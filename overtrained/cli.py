@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from overtrained.core import config as config_module
+from overtrained.core import units
 
 
 def validate(args: argparse.Namespace) -> int:
@@ -46,7 +47,7 @@ def checkpoints(args: argparse.Namespace) -> int:
         found = hub.checkpoints(branches)
         print(f"{args.repo}: {len(found)} checkpoint branches of {len(branches)}")
         for c in found:
-            print(f"  {c.branch:<40} step {c.step:>8}  {config_module.format_tokens(c.tokens)}")
+            print(f"  {c.branch:<40} step {c.step:>8}  {units.format_tokens(c.tokens)}")
         if args.tokens:
             budgets = [b.strip() for b in args.tokens.split(",") if b.strip()]
             print(hub.config_snippet(args.repo, hub.resolve(budgets, found, args.repo)))
@@ -73,7 +74,7 @@ def pin(args: argparse.Namespace) -> int:
         for e in fam["pinned"]:
             print(
                 f"  {e['request']:>8} -> {e['revision']:<36} "
-                f"{config_module.format_tokens(e['tokens']):>7} {e['distance']:+7.1%}  "
+                f"{units.format_tokens(e['tokens']):>7} {e['distance']:+7.1%}  "
                 f"{e['sha'][:12]}"
             )
         print(f"  tokenizer: {fam['tokenizer_pin']['revision']} {fam['tokenizer_pin']['sha'][:12]}")

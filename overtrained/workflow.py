@@ -19,14 +19,8 @@ from pathlib import Path
 import yaml
 
 from overtrained.analysis.figures import FIGURES  # noqa: F401 (the figures rule's outputs)
-from overtrained.core.config import (
-    ID_PREFIX,
-    MINI_PREFIX,
-    format_lr,
-    format_tokens,
-    is_repo_task,
-    parse_tokens,
-)
+from overtrained.core.config import ID_PREFIX, MINI_PREFIX, is_repo_task
+from overtrained.core.units import format_lr, format_tokens, parse_tokens
 
 RESULTS = "results"
 PACKAGE_DIR = Path(__file__).resolve().parent

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from overtrained.core import provenance
-from overtrained.core.config import parse_tokens
 from overtrained.core.entry import log_to, params_dict
+from overtrained.core.units import parse_tokens
 from overtrained.data import corpus
 from overtrained.workflow import corpus_spec_fields
 

@@ -7,8 +7,8 @@ hand_over(snakemake, __file__)  # noqa: F821 (injected by Snakemake)
 
 from overtrained import workflow
 from overtrained.core import provenance
-from overtrained.core.config import parse_tokens
 from overtrained.core.entry import log_to, params_dict
+from overtrained.core.units import parse_tokens
 from overtrained.evaluation import probes
 
 log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)

@@ -6,8 +6,10 @@ import pytest
 import yaml
 
 from overtrained.core import config as C
+from overtrained.core import schema as schema_module
+from overtrained.core import units
 
-DEFAULT = yaml.safe_load((C.SCHEMA_PATH.parent.parent / "config.yaml").read_text())
+DEFAULT = yaml.safe_load((schema_module.SCHEMA_PATH.parent.parent / "config.yaml").read_text())
 
 
 def load_with(patch):
@@ -26,13 +28,13 @@ def test_empty_config_gets_every_default():
 
 
 def test_every_schema_property_is_described_and_defaulted():
-    schema = C.load_schema()
+    schema = schema_module.load_schema()
     missing = []
 
     def walk(node, path):
-        node = C._resolve(node, schema)
+        node = schema_module._resolve(node, schema)
         for key, sub in node.get("properties", {}).items():
-            sub_r = C._resolve(sub, schema)
+            sub_r = schema_module._resolve(sub, schema)
             if "description" not in sub_r:
                 missing.append(f"{path}.{key}: description")
             required = key in node.get("required", [])
@@ -119,22 +121,22 @@ def test_bad_config_names_the_key(patch, expected):
 
 def test_token_counts_round_trip():
     for text in ["250K", "1M", "1.5M", "8M", "3T", "2.5B"]:
-        assert C.format_tokens(C.parse_tokens(text)) == text
-    assert C.parse_tokens(4096) == 4096
-    assert C.parse_tokens("1.5M") == 1_500_000
+        assert units.format_tokens(units.parse_tokens(text)) == text
+    assert units.parse_tokens(4096) == 4096
+    assert units.parse_tokens("1.5M") == 1_500_000
 
 
 def test_budgets_are_sorted_by_tokens_and_spelled_one_way():
     cfg = load_with(lambda c: c["families"]["mini"].update(budgets=["1M", 250000, "500K", 128000]))
     assert cfg["families"]["mini"]["budgets"] == ["128K", "250K", "500K", "1M"]
-    assert C.format_tokens(8192) == "8192" and C.parse_tokens("8192") == 8192
+    assert units.format_tokens(8192) == "8192" and units.parse_tokens("8192") == 8192
     with pytest.raises(C.ConfigError, match="same number of tokens"):
         load_with(lambda c: c["families"]["mini"].update(budgets=["1M", 1000000]))
 
 
 def test_lr_spelling_is_canonical_and_unique():
-    assert C.format_lr(1.0e-3) == "0.001"
-    assert C.format_lr(3.0e-5) == "3e-05"
+    assert units.format_lr(1.0e-3) == "0.001"
+    assert units.format_lr(3.0e-5) == "3e-05"
     with pytest.raises(C.ConfigError, match="same"):
         load_with(lambda c: c["finetune"]["lrs"].update(arith=[1.0e-3, 0.001000000000000001]))
 

@@ -8,6 +8,7 @@ import yaml
 
 from overtrained import cli, workflow
 from overtrained.core import config as C
+from overtrained.core import units
 from tests.conftest import TINY_CONFIG, tiny_config
 
 
@@ -44,7 +45,7 @@ def test_checkpoint_names_parse_back():
     for ckpt in workflow.checkpoints(cfg, "tiny"):
         assert workflow.checkpoint(cfg, "tiny", ckpt.name) == ckpt
         assert re.fullmatch(workflow.wildcard_constraints(cfg)["ckpt"], ckpt.name)
-        assert ckpt.tokens == C.parse_tokens(ckpt.budget)
+        assert ckpt.tokens == units.parse_tokens(ckpt.budget)
 
 
 def test_stream_covers_the_largest_budget_and_ignores_smaller_additions():

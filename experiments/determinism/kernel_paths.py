@@ -75,7 +75,7 @@ def child(corpus_dir: str, tokens: str, threads: str) -> None:
     from safetensors.torch import save_file
 
     from overtrained.core import config as config_mod
-    from overtrained.core.config import parse_tokens
+    from overtrained.core.units import parse_tokens
     from overtrained.train import pretrain
 
     torch.set_num_threads(int(threads))

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file
 
-from overtrained.core.config import parse_tokens
+from overtrained.core.units import parse_tokens
 
 
 def matrix_rms(checkpoint: Path) -> float:

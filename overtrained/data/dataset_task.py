@@ -81,7 +81,7 @@ def library() -> dict[str, dict]:
 def resolve(dataset: str | dict, where: str = "dataset") -> dict:
     """The full definition of a task's `dataset` entry: a shipped name or a written-out dict,
     with the schema's defaults filled in."""
-    from overtrained.core.config import fill_definition_defaults
+    from overtrained.core.schema import fill_definition_defaults
 
     if isinstance(dataset, str):
         shipped = library()

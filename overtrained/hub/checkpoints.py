@@ -21,7 +21,7 @@ import difflib
 import re
 from dataclasses import dataclass
 
-from overtrained.core.config import format_tokens, parse_tokens
+from overtrained.core.units import format_tokens, parse_tokens
 
 AMBER_TOKENS_PER_CHECKPOINT = 3_500_000_000  # ours: the paper's "about 3.5B tokens each"
 # A budget farther than this (relative) from every branch is an error, not a silent match.

@@ -24,7 +24,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from overtrained.core.config import ConfigError, format_tokens, hub_families, parse_tokens
+from overtrained.core.config import ConfigError, hub_families
+from overtrained.core.units import format_tokens, parse_tokens
 from overtrained.hub import checkpoints as hub
 
 

@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from overtrained.core import provenance
-from overtrained.core.config import parse_tokens
+from overtrained.core.units import parse_tokens
 from overtrained.models.model import ModelShape, Olmo2LM, save_checkpoint
 
 STARTUP: dict[str, float] = {}
