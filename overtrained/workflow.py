@@ -23,6 +23,36 @@ from overtrained.core.config import ID_PREFIX, MINI_PREFIX, is_repo_task
 from overtrained.core.units import format_lr, format_tokens, parse_tokens
 
 RESULTS = "results"
+# The results layout, spelled once: the rules' outputs and the target lists below are these
+# patterns, filled in by `path`. {model} is `base` or ft/{task}/lr{lr}/seed{seed}.
+PATHS = {
+    "corpus": f"{RESULTS}/{{family}}/corpus",  # train.npy, heldout.npy, corpus.json, tokenizer/
+    "trunk": f"{RESULTS}/{{family}}/trunk/seed{{seed}}",  # optimizer states at each budget
+    "generated_task": f"{RESULTS}/{{family}}/tasks/{{task}}",  # train.jsonl, test.jsonl, task.json
+    "dataset_task": f"{RESULTS}/datasets/{{task}}",  # the same, plus prefetch.json
+    "retention": f"{RESULTS}/{{family}}/retention",  # heldout.npy, retention.json
+    "retention_prefetch": f"{RESULTS}/retention/prefetch.json",
+    "suite_prefetch": f"{RESULTS}/suites/{{suite}}/prefetch.json",
+    "hub_tokenizer": f"{RESULTS}/{{family}}/tokenizer",  # provenance.json and the files
+    "checkpoint": f"{RESULTS}/{{family}}/{{ckpt}}",
+    "model": f"{RESULTS}/{{family}}/{{ckpt}}/{{model}}",  # base/ or ft/.../: weights, record, eval/
+    "evaluation": f"{RESULTS}/{{family}}/{{ckpt}}/{{model}}/eval/{{suite}}.json",
+    "sensitivity": f"{RESULTS}/{{family}}/{{ckpt}}/sensitivity.json",
+    "tables": f"{RESULTS}/tables",
+    "figures": f"{RESULTS}/figures",
+}
+
+
+class _Wildcards(dict):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"  # left for Snakemake
+
+
+def path(name: str, **wildcards) -> str:
+    """A PATHS pattern with these wildcards filled in; the others stay Snakemake wildcards."""
+    return PATHS[name].format_map(_Wildcards(wildcards))
+
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROBES = "probes"
 JUDGE = "judge"
@@ -271,7 +301,7 @@ def suites(cfg: dict) -> list[str]:
 
 
 def ckpt_dir(family: str, ckpt: str) -> str:
-    return f"{RESULTS}/{family}/{ckpt}"
+    return path("checkpoint", family=family, ckpt=ckpt)
 
 
 def evaluation_files(cfg: dict) -> list[str]:
@@ -284,15 +314,19 @@ def evaluation_files(cfg: dict) -> list[str]:
         for ckpt in checkpoints(cfg, family):
             for model in ["base", *ft_models(cfg, family)]:
                 for suite in suites(cfg):
-                    out.append(f"{ckpt_dir(family, ckpt.name)}/{model}/eval/{suite}.json")
+                    out.append(
+                        path("evaluation", family=family, ckpt=ckpt.name, model=model, suite=suite)
+                    )
                 if model != "base" and parse_ft_model(model)[0] in judged:
-                    out.append(f"{ckpt_dir(family, ckpt.name)}/{model}/eval/{JUDGE}.json")
+                    out.append(
+                        path("evaluation", family=family, ckpt=ckpt.name, model=model, suite=JUDGE)
+                    )
     return out
 
 
 def train_files(cfg: dict) -> list[str]:
     return [
-        f"{ckpt_dir(family, ckpt.name)}/{model}/train.json"
+        model_record(family, ckpt.name, model)
         for family in cfg["families"]
         for ckpt in checkpoints(cfg, family)
         for model in ft_models(cfg, family)
@@ -301,7 +335,7 @@ def train_files(cfg: dict) -> list[str]:
 
 def sensitivity_files(cfg: dict) -> list[str]:
     return [
-        f"{ckpt_dir(family, ckpt.name)}/sensitivity.json"
+        path("sensitivity", family=family, ckpt=ckpt.name)
         for family in cfg["families"]
         for ckpt in checkpoints(cfg, family)
     ]
@@ -312,22 +346,20 @@ def download_files(cfg: dict) -> list[str]:
     out = []
     for family in family_names(cfg, "hub"):
         out.append(f"{tokenizer_dir(cfg, family)}/provenance.json")
-        out += [
-            f"{ckpt_dir(family, c.name)}/base/provenance.json" for c in checkpoints(cfg, family)
-        ]
+        out += [model_record(family, c.name, "base") for c in checkpoints(cfg, family)]
     return out
 
 
 def tokenizer_dir(cfg: dict, family: str) -> str:
     """Where a family's tokenizer lives: its corpus's, or a hub family's pinned download."""
     if cfg["families"][family]["source"] == "hub":
-        return f"{RESULTS}/{family}/tokenizer"
-    return f"{RESULTS}/{family}/corpus/tokenizer"
+        return path("hub_tokenizer", family=family)
+    return f"{path('corpus', family=family)}/tokenizer"
 
 
 def base_provenance_files(cfg: dict) -> list[str]:
     return [
-        f"{ckpt_dir(family, ckpt.name)}/base/provenance.json"
+        model_record(family, ckpt.name, "base")
         for family in cfg["families"]
         for ckpt in checkpoints(cfg, family)
     ]
@@ -349,8 +381,8 @@ def generated_task_names(cfg: dict) -> list[str]:
 def task_dir(cfg: dict, family: str, task: str) -> str:
     """Dataset tasks are the same for every family; generated ones speak the family's language."""
     if cfg["finetune"]["tasks"][task]["kind"] == "dataset":
-        return f"{RESULTS}/datasets/{task}"
-    return f"{RESULTS}/{family}/tasks/{task}"
+        return path("dataset_task", task=task)
+    return path("generated_task", family=family, task=task)
 
 
 def suites_with_standard_tasks(cfg: dict) -> list[str]:
@@ -362,15 +394,15 @@ def suites_with_standard_tasks(cfg: dict) -> list[str]:
     ]
 
 
-RETENTION_PREFETCH = f"{RESULTS}/retention/prefetch.json"
+RETENTION_PREFETCH = PATHS["retention_prefetch"]
 
 
 def suite_prefetch_file(suite: str) -> str:
-    return f"{RESULTS}/suites/{suite}/prefetch.json"
+    return path("suite_prefetch", suite=suite)
 
 
-THEORY_TABLES = (f"{RESULTS}/tables/theory.parquet", f"{RESULTS}/tables/theory_summary.parquet")
-THEORY_FIGURE = f"{RESULTS}/figures/theory"
+THEORY_TABLES = (f"{PATHS['tables']}/theory.parquet", f"{PATHS['tables']}/theory_summary.parquet")
+THEORY_FIGURE = f"{PATHS['figures']}/theory"
 
 
 def theory_files(cfg: dict) -> list[str]:
@@ -384,7 +416,7 @@ def prefetch_files(cfg: dict) -> list[str]:
     """Everything that needs internet: hub checkpoints, dataset tasks, lm-eval suites."""
     return [
         *download_files(cfg),
-        *(f"{RESULTS}/datasets/{task}/prefetch.json" for task in dataset_task_names(cfg)),
+        *(f"{path('dataset_task', task=task)}/prefetch.json" for task in dataset_task_names(cfg)),
         *(suite_prefetch_file(suite) for suite in suites_with_standard_tasks(cfg)),
         *([RETENTION_PREFETCH] if cfg["evaluate"]["retention_text"] is not None else []),
     ]
@@ -456,7 +488,7 @@ def answer_patterns(cfg: dict, suite: str) -> dict[str, str]:
 
 
 def corpus_files(cfg: dict) -> list[str]:
-    return [f"{RESULTS}/{family}/corpus/corpus.json" for family in family_names(cfg, "pretrain")]
+    return [f"{path('corpus', family=f)}/corpus.json" for f in family_names(cfg, "pretrain")]
 
 
 def max_budget_tokens(cfg: dict, family: str) -> int:
@@ -503,16 +535,14 @@ def config_hash(cfg: dict) -> str:
 
 def model_dir(family: str, ckpt: str, model: str) -> str:
     """Directory of a model's weights: the base checkpoint or a fine-tuned model."""
-    if model == "base":
-        return f"{ckpt_dir(family, ckpt)}/base"
-    return f"{ckpt_dir(family, ckpt)}/{model}/model"
+    where = path("model", family=family, ckpt=ckpt, model=model)
+    return where if model == "base" else f"{where}/model"
 
 
 def model_record(family: str, ckpt: str, model: str) -> str:
     """The JSON that describes how a model was made (pre-training or fine-tuning record)."""
-    if model == "base":
-        return f"{ckpt_dir(family, ckpt)}/base/provenance.json"
-    return f"{ckpt_dir(family, ckpt)}/{model}/train.json"
+    where = path("model", family=family, ckpt=ckpt, model=model)
+    return f"{where}/provenance.json" if model == "base" else f"{where}/train.json"
 
 
 # How a fine-tuning run executes, not what it computes: changing these re-runs nothing (a

@@ -10,7 +10,7 @@ rule aggregate:
         checkpoints=W.base_provenance_files(config),
         corpora=W.corpus_files(config),
     output:
-        metrics=f"{W.RESULTS}/tables/metrics.parquet",
+        metrics=f"{W.PATHS['tables']}/metrics.parquet",
     log:
         "logs/aggregate.log",
     localrule: True
@@ -30,8 +30,8 @@ rule analysis:
     input:
         metrics=rules.aggregate.output.metrics,
     output:
-        best_lr=f"{W.RESULTS}/tables/best_lr.parquet",
-        overtraining=f"{W.RESULTS}/tables/overtraining.parquet",
+        best_lr=f"{W.PATHS['tables']}/best_lr.parquet",
+        overtraining=f"{W.PATHS['tables']}/overtraining.parquet",
     log:
         "logs/analysis.log",
     localrule: True
@@ -55,7 +55,7 @@ rule figures:
     output:
         png=[
             report(
-                f"{W.RESULTS}/figures/{name}.png",
+                f"{W.PATHS['figures']}/{name}.png",
                 caption=f"../report/{name}.rst",
                 category="Figures",
                 labels={"figure": f"{i}. {name}", "format": "PNG"},
@@ -64,17 +64,17 @@ rule figures:
         ],
         svg=[
             report(
-                f"{W.RESULTS}/figures/{name}.svg",
+                f"{W.PATHS['figures']}/{name}.svg",
                 caption=f"../report/{name}.rst",
                 category="Figures",
                 labels={"figure": f"{i}. {name}", "format": "SVG"},
             )
             for i, name in enumerate(W.FIGURES, 1)
         ],
-        data=[f"{W.RESULTS}/figures/{name}.json" for name in W.FIGURES],
+        data=[f"{W.PATHS['figures']}/{name}.json" for name in W.FIGURES],
         pages=[
             report(
-                f"{W.RESULTS}/figures/{name}.html",
+                f"{W.PATHS['figures']}/{name}.html",
                 caption=f"../report/{name}.rst",
                 category="Tables" if name != "provenance" else "Provenance",
                 labels={"table": name},
@@ -99,8 +99,8 @@ rule claims:
         metrics=rules.aggregate.output.metrics,
         overtraining=rules.analysis.output.overtraining,
     output:
-        parquet=f"{W.RESULTS}/tables/claims.parquet",
-        csv=f"{W.RESULTS}/tables/claims.csv",
+        parquet=f"{W.PATHS['tables']}/claims.parquet",
+        csv=f"{W.PATHS['tables']}/claims.csv",
         md=f"{W.RESULTS}/claims.md",
     log:
         "logs/claims.log",

@@ -17,7 +17,7 @@ def family_cfg(wildcards):
 
 
 def corpus_dir(family):
-    return f"{W.RESULTS}/{family}/corpus"
+    return W.path("corpus", family=family)
 
 
 def task_test_files(wildcards):
@@ -79,7 +79,7 @@ def pretrain_inputs(wildcards):
     }
     if family_cfg(wildcards)["training"]["schedule"] != "cosine":
         ckpt = W.checkpoint(config, wildcards.family, wildcards.ckpt)
-        inputs["trunk"] = f"{W.RESULTS}/{wildcards.family}/trunk/seed{ckpt.seed}"
+        inputs["trunk"] = W.path("trunk", family=wildcards.family, seed=ckpt.seed)
     return inputs
 
 
@@ -91,4 +91,4 @@ def heldout_stream(wildcards):
     """Retention text: the family corpus's held-out split, or evaluate.retention_text."""
     if config["evaluate"]["retention_text"] is None:
         return f"{corpus_dir(wildcards.family)}/heldout.npy"
-    return f"{W.RESULTS}/{wildcards.family}/retention/heldout.npy"
+    return f"{W.path('retention', family=wildcards.family)}/heldout.npy"

@@ -25,8 +25,8 @@ rule retention_stream:
         prefetch=W.RETENTION_PREFETCH,
         tokenizer=tokenizer_file,
     output:
-        stream=f"{W.RESULTS}/{{family}}/retention/heldout.npy",
-        meta=f"{W.RESULTS}/{{family}}/retention/retention.json",
+        stream=f"{W.PATHS['retention']}/heldout.npy",
+        meta=f"{W.PATHS['retention']}/retention.json",
     log:
         "logs/retention_stream/{family}.log",
     conda:
@@ -73,7 +73,7 @@ rule evaluate:
             else []
         ),
     output:
-        f"{W.RESULTS}/{{family}}/{{ckpt}}/{{model}}/eval/{{suite}}.json",
+        W.PATHS["evaluation"],
     log:
         "logs/evaluate/{family}/{ckpt}/{model}/{suite}.log",
     benchmark:
@@ -107,7 +107,7 @@ rule probes:
         heldout=heldout_stream,
         tests=lambda w: list(task_test_files(w).values()),
     output:
-        f"{W.RESULTS}/{{family}}/{{ckpt}}/{{model}}/eval/{W.PROBES}.json",
+        W.path("evaluation", suite=W.PROBES),
     log:
         "logs/probes/{family}/{ckpt}/{model}.log",
     benchmark:
@@ -134,7 +134,7 @@ rule sensitivity:
         record=base_record,
         heldout=heldout_stream,
     output:
-        f"{W.RESULTS}/{{family}}/{{ckpt}}/sensitivity.json",
+        W.PATHS["sensitivity"],
     log:
         "logs/sensitivity/{family}/{ckpt}.log",
     benchmark:
@@ -159,7 +159,7 @@ rule judge:
         unpack(model_files),
         test=lambda w: f"{W.task_dir(config, w.family, W.parse_ft_model(w.model)[0])}/test.jsonl",
     output:
-        f"{W.RESULTS}/{{family}}/{{ckpt}}/{{model}}/eval/{W.JUDGE}.json",
+        W.path("evaluation", suite=W.JUDGE),
     log:
         "logs/judge/{family}/{ckpt}/{model}.log",
     wildcard_constraints:

@@ -7,7 +7,7 @@ rule prefetch_dataset:
     input:
         lambda w: W.dataset_local_files(config, w.task),
     output:
-        f"{W.RESULTS}/datasets/{{task}}/prefetch.json",
+        f"{W.PATHS['dataset_task']}/prefetch.json",
     log:
         "logs/prefetch/{task}.log",
     wildcard_constraints:
@@ -26,9 +26,9 @@ rule dataset_task:
     input:
         rules.prefetch_dataset.output,
     output:
-        train=f"{W.RESULTS}/datasets/{{task}}/train.jsonl",
-        test=f"{W.RESULTS}/datasets/{{task}}/test.jsonl",
-        meta=f"{W.RESULTS}/datasets/{{task}}/task.json",
+        train=f"{W.PATHS['dataset_task']}/train.jsonl",
+        test=f"{W.PATHS['dataset_task']}/test.jsonl",
+        meta=f"{W.PATHS['dataset_task']}/task.json",
     log:
         "logs/dataset_task/{task}.log",
     wildcard_constraints:
@@ -48,9 +48,9 @@ rule dataset_task:
 rule task_data:
     """A synthetic fine-tuning task of a pretrain family, in its corpus's language."""
     output:
-        train=f"{W.RESULTS}/{{family}}/tasks/{{task}}/train.jsonl",
-        test=f"{W.RESULTS}/{{family}}/tasks/{{task}}/test.jsonl",
-        meta=f"{W.RESULTS}/{{family}}/tasks/{{task}}/task.json",
+        train=f"{W.PATHS['generated_task']}/train.jsonl",
+        test=f"{W.PATHS['generated_task']}/test.jsonl",
+        meta=f"{W.PATHS['generated_task']}/task.json",
     log:
         "logs/task_data/{family}/{task}.log",
     wildcard_constraints:
@@ -67,18 +67,18 @@ rule task_data:
         "../scripts/task_data.py"
 
 
+# One fine-tuning run: a checkpoint x task x LR x seed.
+FT_RUN = W.path("model", model="ft/{task}/lr{lr}/seed{seed}")
+
+
 rule finetune:
     """TRL SFT of one checkpoint on one task at one LR and seed."""
     input:
         base=base_record,
         train=lambda w: f"{W.task_dir(config, w.family, w.task)}/train.jsonl",
     output:
-        model=ft_weights(
-            directory(
-                f"{W.RESULTS}/{{family}}/{{ckpt}}/ft/{{task}}/lr{{lr}}/seed{{seed}}/model"
-            )
-        ),
-        record=f"{W.RESULTS}/{{family}}/{{ckpt}}/ft/{{task}}/lr{{lr}}/seed{{seed}}/train.json",
+        model=ft_weights(directory(f"{FT_RUN}/model")),
+        record=f"{FT_RUN}/train.json",
     log:
         "logs/finetune/{family}/{ckpt}/{task}-lr{lr}-seed{seed}.log",
     benchmark:

@@ -6,7 +6,7 @@ rule download:
     """A hub checkpoint at its pinned commit (needs internet: a local rule, so on a cluster it
     runs on the login node; every job downstream reads it offline)."""
     output:
-        record=f"{W.RESULTS}/{{family}}/{{ckpt}}/base/provenance.json",
+        record=f"{W.path('model', model='base')}/provenance.json",
     log:
         "logs/download/{family}/{ckpt}.log",
     wildcard_constraints:
@@ -25,7 +25,7 @@ rule download:
 rule download_tokenizer:
     """The tokenizer of a hub family at its pinned commit (for the retention text)."""
     output:
-        record=f"{W.RESULTS}/{{family}}/tokenizer/provenance.json",
+        record=f"{W.PATHS['hub_tokenizer']}/provenance.json",
     log:
         "logs/download/{family}/tokenizer.log",
     wildcard_constraints:

@@ -5,10 +5,10 @@
 rule corpus:
     """The synthetic corpus and its tokenizer: training and held-out token streams."""
     output:
-        train=f"{W.RESULTS}/{{family}}/corpus/train.npy",
-        heldout=f"{W.RESULTS}/{{family}}/corpus/heldout.npy",
-        meta=f"{W.RESULTS}/{{family}}/corpus/corpus.json",
-        tokenizer=f"{W.RESULTS}/{{family}}/corpus/tokenizer/tokenizer.json",
+        train=f"{W.PATHS['corpus']}/train.npy",
+        heldout=f"{W.PATHS['corpus']}/heldout.npy",
+        meta=f"{W.PATHS['corpus']}/corpus.json",
+        tokenizer=f"{W.PATHS['corpus']}/tokenizer/tokenizer.json",
     log:
         "logs/corpus/{family}.log",
     benchmark:
@@ -39,7 +39,7 @@ rule pretrain_trunk:
     input:
         train=rules.corpus.output.train,
     output:
-        states=directory(f"{W.RESULTS}/{{family}}/trunk/seed{{seed}}"),
+        states=directory(W.PATHS["trunk"]),
     log:
         "logs/pretrain_trunk/{family}-seed{seed}.log",
     benchmark:
@@ -67,8 +67,8 @@ rule pretrain:
     input:
         unpack(pretrain_inputs),
     output:
-        model=f"{W.RESULTS}/{{family}}/{{ckpt}}/base/model.safetensors",
-        record=f"{W.RESULTS}/{{family}}/{{ckpt}}/base/provenance.json",
+        model=f"{W.path('model', model='base')}/model.safetensors",
+        record=f"{W.path('model', model='base')}/provenance.json",
     log:
         "logs/pretrain/{family}/{ckpt}.log",
     benchmark:
