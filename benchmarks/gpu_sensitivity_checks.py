@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from overtrained.core import provenance
+from overtrained.core import jsonio, provenance
 from overtrained.evaluation import sensitivity
 from overtrained.evaluation.probes import heldout_windows, pretrain_loss
 from overtrained.models.loading import (
@@ -52,7 +52,7 @@ def checkpoint_dirs(run: Path) -> tuple[str, list[Path]]:
         raise SystemExit(f"no results/*/*/sensitivity.json under {run}: finish the run first")
     family = records[0].parts[-3]
     ckpts = [r.parent for r in records if r.parts[-3] == family]
-    ckpts.sort(key=lambda ckpt: provenance.read_json(ckpt / "base" / "provenance.json")["tokens"])
+    ckpts.sort(key=lambda ckpt: jsonio.read_json(ckpt / "base" / "provenance.json")["tokens"])
     return family, [ckpts[0], ckpts[-1]]
 
 
@@ -65,7 +65,7 @@ def prepare(run: Path, out: Path) -> None:
     # parsed here: `check` runs where the workflow's own dependencies (jsonschema) may not be
     from overtrained.core.units import parse_tokens
 
-    record = provenance.read_json(ckpts[0] / "sensitivity.json")
+    record = jsonio.read_json(ckpts[0] / "sensitivity.json")
     tokens = parse_tokens(record["params"]["retention_tokens"])
     provenance.write_json(out / "retention.json", {"retention_tokens": tokens})
     print(f"copied {family}: {[str(c) for c in ckpts]} -> {out}")
@@ -107,15 +107,15 @@ def measure(model, record: dict, windows) -> dict:
 
 
 def numerics(data: Path, device: str = "cuda") -> dict:
-    config = provenance.read_json(data / "small" / "config.json")
+    config = jsonio.read_json(data / "small" / "config.json")
     windows = heldout_windows(  # one held-out stream and token count for both checkpoints
         data / "heldout.npy",
-        provenance.read_json(data / "retention.json")["retention_tokens"],
+        jsonio.read_json(data / "retention.json")["retention_tokens"],
         config["max_position_embeddings"],
     )
     cpu, runs = {}, {}
     for name in ("small", "large"):
-        record = provenance.read_json(data / name / "sensitivity.json")
+        record = jsonio.read_json(data / name / "sensitivity.json")
         cpu[name] = {setting(row): row["loss_increase"] for row in record["perturbations"]}
         runs[name] = {
             way: measure(load(), record, windows)

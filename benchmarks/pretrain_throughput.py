@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from overtrained.core import config as config_module
-from overtrained.core import provenance
+from overtrained.core import jsonio
 from overtrained.train import pretrain
 from tests.workflow_helpers import snakemake_command
 
@@ -138,7 +138,7 @@ def fixed_cost(base_config: dict) -> None:
         for _ in range(3):
             shutil.rmtree(work / f"results/{name}/{budget}-seed0", ignore_errors=True)
             run_snakemake(snakemake + [target], work)
-            costs.append(provenance.read_json(work / target)["first_step_seconds"])
+            costs.append(jsonio.read_json(work / target)["first_step_seconds"])
     median = statistics.median(costs)
     runs = [round(c, 2) for c in costs]
     print(

@@ -60,13 +60,14 @@ JUDGE = "judge"
 # The library files each stage runs. Their code hash is a `params:` entry of the stage's
 # rule, so editing the fine-tuning code re-runs fine-tuning and what depends on it, and
 # nothing upstream. Shared helpers (config, provenance, workflow) only record or route and
-# are deliberately left out: editing them re-runs nothing.
+# are deliberately left out: editing them re-runs nothing. core/jsonio.py is in where a
+# stage's outputs are written with it (task files, checkpoint configs).
 STAGE_CODE = {  # stage (its rule, script and module share the name): files under overtrained/
     "corpus": ("data/corpus.py",),
-    "task_data": ("data/task_data.py", "data/corpus.py"),
-    "dataset_task": ("data/dataset_task.py",),
+    "task_data": ("data/task_data.py", "data/corpus.py", "core/jsonio.py"),
+    "dataset_task": ("data/dataset_task.py", "core/jsonio.py"),
     "retention_stream": ("data/retention_stream.py", "data/dataset_task.py", "models/loading.py"),
-    "pretrain": ("train/pretrain.py", "models/model.py"),
+    "pretrain": ("train/pretrain.py", "models/model.py", "core/jsonio.py"),
     "finetune": ("train/finetune.py", "models/loading.py"),
     "evaluate": ("evaluation/evaluate.py", "models/loading.py", "evaluation/lm_eval_tasks/*.yaml"),
     "probes": ("evaluation/probes.py", "models/model.py", "models/loading.py"),
@@ -78,9 +79,19 @@ STAGE_CODE = {  # stage (its rule, script and module share the name): files unde
     ),
     "aggregate": ("analysis/aggregate.py",),
     "analysis": ("analysis/analysis.py", "analysis/statistics.py", "analysis/vocabulary.py"),
-    "figures": ("analysis/figures.py", "analysis/vocabulary.py"),
+    "figures": (
+        "analysis/figures.py",
+        "analysis/drawing.py",
+        "analysis/report_pages.py",
+        "analysis/vocabulary.py",
+    ),
     "judge": ("evaluation/judge.py", "models/loading.py"),
-    "theory": ("analysis/theory.py", "analysis/figures.py", "analysis/vocabulary.py"),
+    "theory": (
+        "analysis/theory.py",
+        "analysis/figures.py",
+        "analysis/drawing.py",
+        "analysis/vocabulary.py",
+    ),
     "claims": (
         "analysis/claims.py",
         "analysis/analysis.py",

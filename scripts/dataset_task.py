@@ -9,7 +9,7 @@ from pathlib import Path
 
 from overtrained.core import provenance
 from overtrained.core.entry import log_to, params_dict
-from overtrained.data import dataset_task, task_data
+from overtrained.data import dataset_task
 
 log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
 smk = snakemake  # noqa: F821
@@ -18,7 +18,7 @@ train, test, meta = dataset_task.build(
     task["dataset"], task["n_train"], task["n_test"], task["seed"], offline=True
 )
 sha = {
-    name: task_data.write_jsonl(Path(smk.output[name]), rows)
+    name: jsonio.write_jsonl(Path(smk.output[name]), rows)
     for name, rows in (("train", train), ("test", test))
 }
 provenance.write_json(
@@ -30,7 +30,7 @@ provenance.write_json(
         "n_test": len(test),
         "seed": task["seed"],
         "sha256": sha,
-        "prefetch": provenance.read_json(smk.input[0]),
+        "prefetch": jsonio.read_json(smk.input[0]),
         "params": params_dict(smk.params),
     },
 )

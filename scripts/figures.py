@@ -8,11 +8,11 @@ hand_over(snakemake, __file__)  # noqa: F821 (injected by Snakemake)
 
 from pathlib import Path
 
-from overtrained.analysis import figures
+from overtrained.analysis import figures, report_pages
 from overtrained.core.entry import log_to
 
 log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
 smk = snakemake  # noqa: F821
 inputs = (smk.input.metrics, smk.input.best_lr, smk.input.overtraining)
 figures.make_all(*inputs, Path(smk.output.png[0]).parent)
-figures.write_pages(*inputs, Path(smk.output.pages[0]).parent, config=smk.config)
+report_pages.write_pages(*inputs, Path(smk.output.pages[0]).parent, config=smk.config)

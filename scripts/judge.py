@@ -7,7 +7,6 @@ from overtrained.execution.job_server import hand_over
 hand_over(snakemake, __file__, wait=True)  # noqa: F821 (its own imports: 4-10 s)
 
 from overtrained import workflow
-from overtrained.core import provenance
 from overtrained.core.entry import log_to, params_dict
 from overtrained.evaluation import judge
 
@@ -20,6 +19,6 @@ judge.run(
     judge=smk.params.judge,
     out_json=smk.output[0],
     params=params_dict(smk.params),
-    status=provenance.read_json(smk.input.record).get("status", "ok"),
+    status=jsonio.read_json(smk.input.record).get("status", "ok"),
     loading=workflow.loading_options(smk.config, smk.wildcards.family),
 )

@@ -6,14 +6,13 @@ from overtrained.execution.job_server import hand_over
 hand_over(snakemake, __file__)  # noqa: F821 (injected by Snakemake)
 
 from overtrained import workflow
-from overtrained.core import provenance
 from overtrained.core.entry import log_to, params_dict
 from overtrained.core.units import parse_tokens
 from overtrained.evaluation import probes
 
 log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
 smk = snakemake  # noqa: F821
-record = provenance.read_json(smk.input.record)
+record = jsonio.read_json(smk.input.record)
 probes.run(
     model_dir=smk.params.model_dir,
     heldout_stream=smk.input.heldout,

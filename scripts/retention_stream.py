@@ -23,7 +23,7 @@ provenance.write_json(
     smk.output.meta,
     {
         **stream,
-        "prefetch": provenance.read_json(smk.input.prefetch),
+        "prefetch": jsonio.read_json(smk.input.prefetch),
         "params": params_dict(smk.params),
     },
 )

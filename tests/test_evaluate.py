@@ -3,7 +3,7 @@ normalised, and a whole suite runs offline on a tiny checkpoint."""
 
 import pytest
 
-from overtrained.core import provenance
+from overtrained.core import jsonio, provenance
 from overtrained.data import corpus, task_data
 from overtrained.evaluation import evaluate
 
@@ -25,7 +25,7 @@ def build_requests(name, test_file):
 
 @pytest.mark.parametrize("name", ["mini_arithmetic", "mini_topic_classification"])
 def test_multiple_choice_requests_are_prompt_plus_each_choice(task_files, name):
-    rows = task_data.read_jsonl(task_files[name])
+    rows = jsonio.read_jsonl(task_files[name])
     instances = build_requests(name, task_files[name])
     assert len(instances) == sum(len(r["choices"]) for r in rows)
     for inst in instances:
@@ -81,7 +81,7 @@ def test_suite_runs_offline_on_a_tiny_checkpoint(checkpoint_dir, task_files, tmp
     suite = {"tasks": sorted(task_files), "num_fewshot": 0, "limit": 4, "batch_size": 8}
     out = tmp_path / "mini.json"
     evaluate.run(checkpoint_dir, suite, task_files, out, params={"code": "t"})
-    record = provenance.read_json(out)
+    record = jsonio.read_json(out)
     metrics = {(m["task"], m["metric"]) for m in record["metrics"]}
     assert ("mini_arithmetic", "acc") in metrics
     assert ("mini_corpus_language", "bits_per_byte") in metrics
@@ -106,8 +106,8 @@ def id_test_files(tmp_path_factory):
         {"question": f"{i} + {i}?", "answer": f"{i} and {i} make {2 * i}.\n#### {2 * i}"}
         for i in range(8)
     ]
-    task_data.write_jsonl(out / "mr.jsonl", [dataset_task.render_row(mr, r) for r in reviews])
-    task_data.write_jsonl(out / "gsm.jsonl", [dataset_task.render_row(gsm, r) for r in sums])
+    jsonio.write_jsonl(out / "mr.jsonl", [dataset_task.render_row(mr, r) for r in reviews])
+    jsonio.write_jsonl(out / "gsm.jsonl", [dataset_task.render_row(gsm, r) for r in sums])
     return {"id_mr": out / "mr.jsonl", "id_gsm": out / "gsm.jsonl"}, gsm["answer_pattern"]
 
 
@@ -146,7 +146,7 @@ def test_exact_match_extracts_the_answer_like_the_reference(id_test_files):
     from lm_eval.tasks import TaskManager
 
     files, pattern = id_test_files
-    rows = task_data.read_jsonl(files["id_gsm"])
+    rows = jsonio.read_jsonl(files["id_gsm"])
     answers = {
         row["prompt"]: f" I think so.\n#### {row['answer'] if i % 2 else 'nine'}"
         for i, row in enumerate(rows)
@@ -168,6 +168,6 @@ def test_id_tasks_run_on_a_tiny_checkpoint(checkpoint_dir, id_test_files, tmp_pa
     evaluate.run(
         checkpoint_dir, suite, files, out, params={"code": "t"}, answer_patterns={"id_gsm": pattern}
     )
-    metrics = {(m["task"], m["metric"]): m["value"] for m in provenance.read_json(out)["metrics"]}
+    metrics = {(m["task"], m["metric"]): m["value"] for m in jsonio.read_json(out)["metrics"]}
     assert 0 <= metrics[("id_mr", "acc")] <= 1
     assert metrics[("id_gsm", "exact_match[answer]")] == 0  # an untrained model: no sums

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from overtrained import workflow
-from overtrained.analysis import aggregate, figures
+from overtrained.analysis import aggregate, drawing, figures, report_pages
 from overtrained.analysis.figures import BASE
 from overtrained.core import provenance
 
@@ -315,7 +315,7 @@ def test_the_workflow_draws_the_figures_this_module_makes():
 
 
 def test_tick_labels_name_budgets():
-    assert [figures.tick_label(t) for t in (249856, 999424, 7999488)] == ["250K", "1M", "8M"]
+    assert [drawing.tick_label(t) for t in (249856, 999424, 7999488)] == ["250K", "1M", "8M"]
 
 
 # --- the report's pages ----------------------------------------------------------------------
@@ -323,7 +323,7 @@ def test_tick_labels_name_budgets():
 
 def test_the_overtraining_page_has_a_row_per_curve_coloured_by_verdict(frames):
     over = frames[2]
-    text = figures.overtraining_page(over)
+    text = report_pages.overtraining_page(over)
     assert text.count("<tr class=") == len(over)
     assert text.count('class="degrades"') == 1 and text.count('class="inconclusive"') == 2
     assert "<b>Rule:</b> R" in text and "2K (2,000)" in text
@@ -331,7 +331,7 @@ def test_the_overtraining_page_has_a_row_per_curve_coloured_by_verdict(frames):
 
 def test_the_best_lr_page_states_the_selection_rule(frames):
     best = frames[1].assign(selection_rule="lowest id_loss")
-    text = figures.best_lr_page(best)
+    text = report_pages.best_lr_page(best)
     assert "<b>Rule:</b> lowest id_loss" in text
     assert text.count("<tr>") == len(best) + 1
 
@@ -346,7 +346,7 @@ def test_the_provenance_page_shows_config_checkpoints_and_hides_secrets(tmp_path
     table = pa.Table.from_pylist(rows, schema=aggregate.SCHEMA)
     pq.write_table(table.replace_schema_metadata({b"config_hash": b'"abc123"'}), path)
     config = {"families": {"a": {"budgets": ["1K"]}}, "judge": {"command": "x hf_abcdefghijkl"}}
-    text = figures.provenance_page(path, config)
+    text = report_pages.provenance_page(path, config)
     assert "abc123" in text and "f" * 64 in text
     assert "budgets:" in text and "hf_abcdefghijkl" not in text and "&lt;redacted&gt;" in text
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from overtrained.core import config, provenance
+from overtrained.core import config, jsonio, provenance
 from overtrained.data import task_data
 from overtrained.data.corpus import CorpusSpec
 from overtrained.train import finetune
@@ -46,12 +46,12 @@ def spec(checkpoint_dir, train_jsonl, tmp_path, lr, **ft_overrides) -> dict:
 
 def test_finetune_writes_safetensors_and_a_complete_record(checkpoint_dir, train_jsonl, tmp_path):
     record = run(checkpoint_dir, train_jsonl, tmp_path, 1e-3)
-    assert record == provenance.read_json(tmp_path / "train.json")
+    assert record == jsonio.read_json(tmp_path / "train.json")
     assert record["status"] == "ok"
     assert record["steps"] == 4  # 32 examples / batch 8, one epoch
     assert len(record["loss_curve"]) == 4 and math.isfinite(record["final_train_loss"])
     assert record["tokens_seen"] > 32 and record["tokens_per_second"] > 0
-    assert record["base_sha"] == provenance.read_json(checkpoint_dir / "provenance.json")["sha"]
+    assert record["base_sha"] == jsonio.read_json(checkpoint_dir / "provenance.json")["sha"]
     assert record["dataset_sha"] == provenance.sha256_file(train_jsonl)
     assert record["versions"]["trl"]
     files = {p.name for p in (tmp_path / "model").iterdir()}

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from overtrained.core import config, provenance
+from overtrained.core import config, jsonio
 from overtrained.data import task_data
 from overtrained.data.corpus import CorpusSpec
 from overtrained.evaluation import judge
@@ -33,7 +33,7 @@ def test_answers_are_generated_and_scored_by_the_command(checkpoint_dir, tmp_pat
         {"metric": "judge_score", "task": "arith", "value": expected, "n": 3}
     ]
     assert record["judge_output"]["judge"] == "count"
-    assert provenance.read_json(out) == record
+    assert jsonio.read_json(out) == record
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from overtrained.core import provenance
+from overtrained.core import jsonio, provenance
 from overtrained.train import pretrain
 
 
@@ -94,7 +94,7 @@ def test_trunk_and_branches_produce_checkpoints(family, corpus_dir, tmp_path):
 def test_checkpoint_is_a_loadable_hf_model_with_provenance(checkpoint_dir):
     import transformers
 
-    record = provenance.read_json(checkpoint_dir / "provenance.json")
+    record = jsonio.read_json(checkpoint_dir / "provenance.json")
     for key in (
         "seed",
         "budget",
@@ -117,7 +117,7 @@ def test_checkpoint_is_a_loadable_hf_model_with_provenance(checkpoint_dir):
 
 
 def test_pretraining_lowers_the_loss(checkpoint_dir):
-    curve = provenance.read_json(checkpoint_dir / "provenance.json")["loss_curve"]
+    curve = jsonio.read_json(checkpoint_dir / "provenance.json")["loss_curve"]
     first, last = curve[0][2], curve[-1][2]
     assert last < first - 0.5, (first, last)  # from ~ln(vocab) towards the corpus's entropy
     assert math.isfinite(last)
@@ -127,7 +127,7 @@ def test_same_seed_same_checkpoint(family, corpus_dir, tmp_path, checkpoint_dir)
     pretrain.run_checkpoint(family, "16K", 0, corpus_dir, tmp_path / "again", {"code": "test"})
     assert (
         provenance.sha256_file(tmp_path / "again" / "model.safetensors")
-        == (provenance.read_json(checkpoint_dir / "provenance.json")["sha"])
+        == (jsonio.read_json(checkpoint_dir / "provenance.json")["sha"])
     )
 
 

@@ -83,7 +83,7 @@ def probes_before_hub_checkpoints(checkpoint_dir, heldout, task_tests, retention
 
     from tokenizers import Tokenizer
 
-    from overtrained.data.task_data import read_jsonl
+    from overtrained.core.jsonio import read_jsonl
     from overtrained.models.model import sequence_nll
 
     def mean_nll(pairs):
@@ -149,7 +149,7 @@ def transformers_nll(model_dir, corpus_dir, task_tests, seq_len, retention_token
     """The same probes computed with transformers directly: its model, tokenizer and loss."""
     import transformers
 
-    from overtrained.data.task_data import read_jsonl
+    from overtrained.core.jsonio import read_jsonl
 
     model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)

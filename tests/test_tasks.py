@@ -9,12 +9,12 @@ import sys
 
 import pytest
 
+from overtrained.core.jsonio import read_jsonl
 from overtrained.data.corpus import CorpusSpec, generate_document, reserved_topics
 from overtrained.data.task_data import (
     LABEL_WORDS,
     TASK_KINDS,
     make_task,
-    read_jsonl,
     topic_labels,
     write_task,
 )

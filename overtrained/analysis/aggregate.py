@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from overtrained.core import provenance
+from overtrained.core import jsonio, provenance
 
 SCHEMA = pa.schema(
     [
@@ -116,7 +116,7 @@ def _checkpoint_index(paths: list[str]) -> dict:
     index = {}
     for path in paths:
         parts = Path(path).parts
-        index[(parts[-4], parts[-3])] = (path, provenance.read_json(path))
+        index[(parts[-4], parts[-3])] = (path, jsonio.read_json(path))
     return index
 
 
@@ -148,7 +148,7 @@ def collect(
             if record.get(metric) is not None:
                 add(base, metric=metric, value=record[metric], n=record.get("tokens"))
     for path in trainings:
-        record = provenance.read_json(path)
+        record = jsonio.read_json(path)
         base = {**_identity(path, index), **_job_columns(record, path), "suite": "train"}
         for metric in (
             "final_train_loss",
@@ -160,7 +160,7 @@ def collect(
             if record.get(metric) is not None:
                 add(base, metric=metric, value=record[metric], status=record.get("status"))
     for path in evaluations:
-        record = provenance.read_json(path)
+        record = jsonio.read_json(path)
         base = {**_identity(path, index), **_job_columns(record, path)}
         for metric in record["metrics"]:
             add(
@@ -173,7 +173,7 @@ def collect(
                 status=record.get("status", "ok"),
             )
     for path in sensitivity:
-        record = provenance.read_json(path)
+        record = jsonio.read_json(path)
         parts = Path(path).parts
         base = {
             **_checkpoint_columns(parts[-3], parts[-2], index),
@@ -194,7 +194,7 @@ def collect(
                     n=p["n"],
                 )
     for path in corpora:
-        record = provenance.read_json(path)
+        record = jsonio.read_json(path)
         if "heldout_unigram_entropy" not in record:
             continue
         add(

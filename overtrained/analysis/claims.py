@@ -155,7 +155,7 @@ def _interval(samples: np.ndarray) -> tuple[float, float]:
 
 
 def _tokens(n: float) -> str:
-    from overtrained.analysis.figures import tick_label
+    from overtrained.analysis.drawing import tick_label
 
     return tick_label(n) if np.isfinite(n) else "-"
 

@@ -5,8 +5,9 @@ and overtraining.parquet (where each fine-tuned curve is best, and the verdict).
 is pre-training tokens on a log scale, ticks labelled with the budgets, unless a panel says
 otherwise (the turning point is plotted against the fine-tuning LR).
 
-Each figure function returns the panels it drew; `make_all` writes every figure as PNG and
-SVG, and the plotted curves as JSON next to them ({panel: {label: {x, y, err}}}), so tests
+Each figure function returns the panels it drew (drawn by analysis/drawing.py; the report's
+HTML pages are analysis/report_pages.py); `make_all` writes every figure as PNG and SVG,
+and the plotted curves as JSON next to them ({panel: {label: {x, y, err}}}), so tests
 and reviewers can check what a figure shows without reading pixels. Where there are several
 seeds (pre-training, fine-tuning or noise), a curve is their mean and the band is +- one
 standard deviation (on a log-scaled y axis: the geometric mean, and `err` in decades). A
@@ -16,17 +17,16 @@ With several families, every panel title starts with its family.
 
 from __future__ import annotations
 
-import html
 import json
-import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from overtrained.analysis import vocabulary
+from overtrained.analysis.drawing import Panel, draw
 
 # The figures, in the order of the paper's list and of the report. workflow.FIGURES is this.
 FIGURES = (
@@ -46,31 +46,6 @@ BASE = "base (not fine-tuned)"
 ACCURACIES = ("acc", "acc_norm", "exact_match")  # higher is better; exact_match[filter] too
 # A benchmark's panel in `id_ood` shows the first of these it reports.
 BENCHMARK_METRICS = (*ACCURACIES, "bits_per_byte", "word_perplexity", "byte_perplexity")
-TOKEN_TICKS = 8  # at most this many budget labels on a tokens axis
-
-
-def tick_label(tokens: float) -> str:
-    """249856 -> '250K', 7999488 -> '8M': budgets are trained to whole steps, label the budget."""
-    rounded = float(f"{tokens:.2g}")
-    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if rounded >= scale:
-            return f"{rounded / scale:g}{suffix}"
-    return f"{rounded:g}"
-
-
-@dataclass
-class Panel:
-    """One axes: its curves ({label: {x, y, err}}) and how to draw them."""
-
-    curves: dict[str, dict]
-    ylabel: str
-    xlabel: str = "pre-training tokens"
-    x_tokens: bool = True  # x is pre-training tokens: log scale, budget tick labels
-    y_tokens: bool = False  # y is pre-training tokens: log scale, budget tick labels
-    ylog: bool = False
-    reference: tuple[str, float] | None = None  # a labelled horizontal line
-    note: str | None = None  # a remark in the panel's corner
-    yticks: list[float] = field(default_factory=list)  # y_tokens: the budgets to label
 
 
 @dataclass
@@ -487,127 +462,6 @@ def plotted(panels: dict[str, Panel]) -> dict:
     return {title: panel.curves for title, panel in panels.items()}
 
 
-# --- drawing ---------------------------------------------------------------------------------
-
-
-def _thin(ticks: list[float], most: int = TOKEN_TICKS) -> list[float]:
-    if len(ticks) <= most:
-        return ticks
-    keep = np.unique(np.round(np.linspace(0, len(ticks) - 1, most)).astype(int))
-    return [ticks[i] for i in keep]
-
-
-def _colours(panels: dict[str, Panel]) -> dict[str, object]:
-    """One colour per fine-tuning task, the same in every panel and figure of a run."""
-    import matplotlib
-
-    tasks = sorted(
-        {
-            label.removeprefix("fine-tuned on ")
-            for panel in panels.values()
-            for label in panel.curves
-            if label.startswith("fine-tuned on ")
-        }
-    )
-    cycle = matplotlib.colormaps["tab10"].colors
-    return {task: cycle[i % len(cycle)] for i, task in enumerate(tasks)}
-
-
-def _style(label: str, index: int, n: int, task_colours: dict) -> dict:
-    import matplotlib
-
-    if label.startswith("base"):
-        return {"ls": "--", "color": "black", "zorder": 3}  # on top of a curve it equals
-    if label.startswith("fine-tuned on "):
-        colour = task_colours.get(label.removeprefix("fine-tuned on "))
-        return {"ls": "-", "color": colour, "zorder": 2}
-    # A sweep (lr, gamma): ordered light to dark, so the order reads off the colours.
-    shade = 0.2 + 0.65 * (index / max(1, n - 1))
-    return {"ls": "-", "color": matplotlib.colormaps["viridis"](1 - shade), "zorder": 2}
-
-
-def _draw_panel(ax, title: str, panel: Panel, task_colours: dict) -> None:
-    from matplotlib.ticker import NullFormatter
-
-    sweep = [label for label in panel.curves if not label.startswith(("base", "fine-tuned"))]
-    any_open = False
-    for label, c in panel.curves.items():
-        index = sweep.index(label) if label in sweep else 0
-        style = _style(label, index, len(sweep), task_colours)
-        opened = c.get("open") or [False] * len(c["x"])
-        (line,) = ax.plot(c["x"], c["y"], marker="o", ms=4, lw=1.5, label=label, **style)
-        if any(opened):  # hollow markers over the filled ones
-            any_open = True
-            hollow = [(x, y) for x, y, o in zip(c["x"], c["y"], opened, strict=True) if o]
-            xs, ys = zip(*hollow, strict=True)
-            ax.plot(xs, ys, "o", ms=4, mfc="white", mec=line.get_color(), ls="none")
-        err = np.asarray(c["err"], dtype="float64")
-        if err.any():
-            y = np.asarray(c["y"], dtype="float64")
-            lo, hi = (y / 10**err, y * 10**err) if panel.ylog else (y - err, y + err)
-            ax.fill_between(c["x"], lo, hi, alpha=0.15, color=line.get_color(), lw=0)
-    if panel.reference:
-        label, y = panel.reference
-        ax.axhline(y, color="grey", lw=1, ls=":", label=label)
-    if panel.note:
-        ax.text(0.02, 0.02, panel.note, transform=ax.transAxes, fontsize=7, color="dimgrey")
-    if any_open:
-        hollow_label = "hollow: no degradation established"
-        ax.plot([], [], "o", mfc="white", mec="grey", ls="none", label=hollow_label)
-    ax.set_xscale("log")
-    if panel.x_tokens:
-        ticks = _thin(sorted({x for c in panel.curves.values() for x in c["x"]}))
-        ax.set_xticks(ticks, [tick_label(t) for t in ticks])
-        ax.xaxis.set_minor_formatter(NullFormatter())
-    if panel.y_tokens or panel.ylog:
-        ax.set_yscale("log")
-    if panel.y_tokens:
-        ticks = _thin([float(t) for t in panel.yticks])
-        ax.set_yticks(ticks, [tick_label(t) for t in ticks])
-        ax.yaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel(panel.xlabel)
-    ax.set_ylabel(panel.ylabel)
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
-
-
-def draw(
-    panels: dict[str, Panel], title: str, empty: str, paths: list[Path], columns: int = 4
-) -> None:
-    """The panels on a grid (at most `columns` a row), saved to each path (PNG, SVG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = len(panels)
-    ncols = min(max(n, 1), columns)
-    nrows = max(1, math.ceil(n / ncols))
-    rc = {"svg.fonttype": "none", "svg.hashsalt": "overtrained", "font.size": 9}
-    with plt.rc_context(rc):
-        fig, axes = plt.subplots(
-            nrows, ncols, figsize=(max(4.6 * ncols, 7.5), 3.7 * nrows + 0.4), squeeze=False
-        )
-        colours = _colours(panels)
-        for ax, (name, panel) in zip(axes.flat, panels.items(), strict=False):
-            _draw_panel(ax, name, panel, colours)
-        for ax in list(axes.flat)[n:]:
-            ax.set_visible(False)
-        if not panels:
-            ax = axes[0][0]
-            ax.set_visible(True)
-            ax.set_axis_off()
-            ax.text(0.5, 0.5, f"Nothing to draw:\n{empty}", ha="center", va="center", wrap=True)
-        fig.suptitle(title, fontsize=11)
-        fig.tight_layout()
-        for path in paths:
-            meta = {"Date": None} if Path(path).suffix == ".svg" else {}
-            fig.savefig(path, dpi=110, metadata=meta)
-        plt.close(fig)
-
-
 def make_all(metrics, best_lr, overtraining, out_dir: str | Path) -> dict:
     """Every figure of FIGURES as out_dir/{name}.png, .svg and .json (its plotted curves).
     The tables are paths to Parquet files or DataFrames. Returns {name: plotted curves}."""
@@ -624,165 +478,3 @@ def make_all(metrics, best_lr, overtraining, out_dir: str | Path) -> dict:
         drawn[name] = plotted(panels)
         (out_dir / f"{name}.json").write_text(json.dumps(drawn[name], indent=1))
     return drawn
-
-
-# --- the report's pages: the verdicts, the tuned LRs, the run's provenance ---------------------
-
-_CSS = """
-body { font-family: sans-serif; font-size: 13px; margin: 1em; color: #111; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
-th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: left; white-space: nowrap; }
-th { background: #f0f0f0; position: sticky; top: 0; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr.degrades td { background: #fde2e1; }
-tr.no-degradation td { background: #e3f5e1; }
-tr.inconclusive td { background: #fdf6dc; }
-pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; }
-p.rule { max-width: 60em; }
-"""
-
-
-def _cell(value) -> tuple[str, bool]:
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
-        return "", False
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value)), False
-    if isinstance(value, (int, np.integer)):
-        return str(int(value)), True
-    if isinstance(value, (float, np.floating)):
-        return f"{float(value):.4g}", True
-    return str(value), False
-
-
-def html_table(df: pd.DataFrame, row_class: str | None = None) -> str:
-    """`df` as an HTML table; `row_class`: a column whose value classes each row."""
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    rows = []
-    for record in df.to_dict("records"):
-        cls = ""
-        if row_class and isinstance(record.get(row_class), str):
-            cls = f' class="{html.escape(record[row_class].replace(" ", "-"))}"'
-        cells = []
-        for value in record.values():
-            text, numeric = _cell(value)
-            cells.append(f"<td{' class=num' if numeric else ''}>{html.escape(text)}</td>")
-        rows.append(f"<tr{cls}>{''.join(cells)}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-
-
-def page(title: str, body: str) -> str:
-    return (
-        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>'
-        f"{html.escape(title)}</title><style>{_CSS}</style></head>\n<body><h1>"
-        f"{html.escape(title)}</h1>\n{body}\n</body></html>\n"
-    )
-
-
-def _table(table) -> pd.DataFrame:
-    return table if isinstance(table, pd.DataFrame) else pd.read_parquet(table)
-
-
-def _tokens_column(values: pd.Series) -> list[str]:
-    return ["" if pd.isna(v) else f"{tick_label(float(v))} ({int(v):,})" for v in values]
-
-
-def _rule_text(df: pd.DataFrame, column: str) -> str:
-    rules = df[column].dropna().unique() if column in df else []
-    return "".join(f'<p class="rule"><b>Rule:</b> {html.escape(str(r))}</p>' for r in rules)
-
-
-# The verdict table's columns, first these (the rest after them, `rule` stated once above).
-VERDICT_COLUMNS = (
-    *("family", "ft_task", "metric", "eval_task", "lr_mode", "lr", "verdict", "best_tokens"),
-    *("best_value", "last_tokens", "last_value", "change", "ci_low", "ci_high", "ci_method"),
-    *("n_checkpoints", "reason"),
-)
-
-
-def overtraining_page(overtraining) -> str:
-    over = _table(overtraining)
-    first = [c for c in VERDICT_COLUMNS if c in over]
-    shown = over[first + [c for c in over if c not in first and c != "rule"]].copy()
-    for column in ("best_tokens", "last_tokens"):
-        if column in shown:
-            shown[column] = _tokens_column(shown[column])
-    counts = over["verdict"].value_counts().to_dict() if "verdict" in over else {}
-    summary = ", ".join(f"{n} {verdict}" for verdict, n in sorted(counts.items())) or "no curves"
-    body = (
-        "<p>One row per fine-tuned curve along pre-training tokens (family x fine-tuning task x"
-        " metric x evaluation task), at the LR tuned per checkpoint (lr_mode tuned) and at each"
-        " fixed LR. <b>change</b>: the last checkpoint minus the best one, signed so that"
-        " positive means the last is worse; <b>ci_low/ci_high</b>: its 95% confidence interval."
-        f" Verdicts: {html.escape(summary)}.</p>"
-        f"{_rule_text(over, 'rule')}{html_table(shown, row_class='verdict')}"
-    )
-    return page("Does fine-tuning get worse with more pre-training? (overtraining.parquet)", body)
-
-
-def best_lr_page(best_lr) -> str:
-    best = _table(best_lr)
-    shown = best.drop(columns=[c for c in ("selection_rule",) if c in best]).copy()
-    if "tokens" in shown:
-        shown["tokens"] = _tokens_column(shown["tokens"])
-    body = (
-        "<p>The fine-tuning LR chosen at each checkpoint and task: the figures' 'tuned LR'"
-        " curves use it.</p>"
-        f"{_rule_text(best, 'selection_rule')}{html_table(shown)}"
-    )
-    return page("The LR tuned at each checkpoint (best_lr.parquet)", body)
-
-
-CHECKPOINT_COLUMNS = [
-    "family",
-    "checkpoint",
-    "tokens",
-    "pretrain_seed",
-    "source",
-    "checkpoint_sha",
-    "repo",
-    "revision",
-]
-
-
-def provenance_page(metrics_path, config: dict | None = None) -> str:
-    """The run's provenance: the config (as the workflow read it), code version and config
-    hash of metrics.parquet, library versions and devices, and every base checkpoint's sha."""
-    import pyarrow.parquet as pq
-    import yaml
-
-    from overtrained.core import provenance
-
-    meta = pq.read_schema(metrics_path).metadata or {}
-    df = pd.read_parquet(metrics_path)
-    facts = {
-        key.decode(): json.loads(value)
-        for key, value in meta.items()
-        if not key.startswith(b"pandas") and not key.startswith(b"ARROW")
-    }
-    parts = [
-        "<h2>Run</h2>",
-        html_table(pd.DataFrame([{"key": k, "value": json.dumps(v)} for k, v in facts.items()])),
-    ]
-    base = df[df["model"] == "base"]
-    checkpoints = base[[c for c in CHECKPOINT_COLUMNS if c in base]].drop_duplicates()
-    checkpoints = checkpoints.sort_values(["family", "tokens", "checkpoint"])
-    parts += ["<h2>Checkpoints</h2>", html_table(checkpoints)]
-    jobs = df.drop_duplicates("producer")
-    for column, heading in (("versions", "Library versions"), ("device", "Devices")):
-        if column in jobs:
-            counts = jobs[column].fillna("").value_counts()
-            table = pd.DataFrame({heading.lower(): counts.index, "jobs": counts.to_numpy()})
-            parts += [f"<h2>{heading}</h2>", html_table(table)]
-    if config is not None:
-        text = yaml.safe_dump(json.loads(json.dumps(config, default=str)), sort_keys=False)
-        parts += ["<h2>Configuration</h2>", f"<pre>{html.escape(provenance.scrub(text))}</pre>"]
-    return page("Provenance of this run", provenance.scrub("\n".join(parts)))
-
-
-def write_pages(metrics, best_lr, overtraining, out_dir: str | Path, config=None) -> None:
-    """out_dir/{overtraining,best_lr,provenance}.html, the report's tables (PAGES)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "overtraining.html").write_text(overtraining_page(overtraining))
-    (out_dir / "best_lr.html").write_text(best_lr_page(best_lr))
-    (out_dir / "provenance.html").write_text(provenance_page(metrics, config))

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from overtrained.analysis.figures import Panel
+from overtrained.analysis.drawing import Panel
 
 # One row per measured number (long format, like metrics.parquet). `model`: pretrained
 # (a snapshot at time T), finetuned (that snapshot fine-tuned on B) or perturbed (noised).
@@ -367,7 +367,7 @@ def _turns_note(curves: dict[str, dict]) -> str:
 
 
 def panels(curves: pd.DataFrame) -> dict[str, Panel]:
-    """The theory figure's panels (figures.Panel), x = pre-training time T, means over
+    """The theory figure's panels (drawing.Panel), x = pre-training time T, means over
     seeds with +- one standard deviation. Linear y: the pre-trained loss falls to ~0."""
 
     def rows(model, metric, **where):
@@ -444,7 +444,7 @@ TITLE = "Theory: a two-layer linear network pre-trained on task A, fine-tuned on
 def write_all(theory_cfg: dict, outputs) -> pd.DataFrame:
     """Run every seed and write `outputs` (curves, summary: Parquet; png, svg: the figure;
     data: its plotted curves as JSON). Returns the summary, also printed to the log."""
-    from overtrained.analysis import analysis, figures
+    from overtrained.analysis import analysis, drawing, figures
     from overtrained.core import provenance
 
     setup = Setup.from_config(theory_cfg)
@@ -464,7 +464,7 @@ def write_all(theory_cfg: dict, outputs) -> pd.DataFrame:
         turns, outputs.summary, SUMMARY_SCHEMA, {**metadata, "rise_tolerance": RISE_TOLERANCE}
     )
     drawn = panels(curves)
-    figures.draw(drawn, TITLE, "no curves", [Path(outputs.png), Path(outputs.svg)], columns=3)
+    drawing.draw(drawn, TITLE, "no curves", [Path(outputs.png), Path(outputs.svg)], columns=3)
     Path(outputs.data).write_text(json.dumps(figures.plotted(drawn), indent=1))
     seeds = len(theory_cfg["seeds"])
     print(f"{seeds} seed(s), {len(setup.times)} times: simulated in {seconds:.2f} s")

@@ -19,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from overtrained.core import jsonio
 from overtrained.execution import cpu_kernels
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -177,15 +178,5 @@ def _scrubbed(obj: Any) -> Any:
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    """Write JSON atomically (a killed job leaves no half file), with secrets scrubbed."""
-    obj = _scrubbed(obj)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
-
-
-def read_json(path: str | Path) -> Any:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    """Write a record atomically (a killed job leaves no half file), with secrets scrubbed."""
+    jsonio.write_json(path, _scrubbed(obj))

@@ -13,12 +13,11 @@ accuracy.  No torch/transformers imports: task files are built in light workflow
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
 
+from overtrained.core import jsonio
 from overtrained.data.corpus import CorpusSpec, corpus_fingerprint, generate_sentences
 
 TASK_KINDS = ("corpus_language", "arithmetic", "topic_classification")
@@ -201,15 +200,6 @@ def make_task(
     return _BUILDERS[kind](spec, int(n_train), int(n_test), int(seed), **options)
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> str:
-    data = "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows)
-    data = data.encode("utf-8")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return hashlib.sha256(data).hexdigest()
-
-
 def write_task(
     out_dir, kind: str, spec: CorpusSpec, n_train: int, n_test: int, seed: int, **options
 ) -> dict:
@@ -218,7 +208,7 @@ def write_task(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sha = {
-        name: write_jsonl(out / name, rows)
+        name: jsonio.write_jsonl(out / name, rows)
         for name, rows in (("train.jsonl", train), ("test.jsonl", test))
     }
     return {
@@ -230,9 +220,3 @@ def write_task(
         "corpus_fingerprint": corpus_fingerprint(spec),
         "sha256": sha,
     }
-
-
-def read_jsonl(path) -> list[dict]:
-    """Rows of a JSONL file (blank lines ignored)."""
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]

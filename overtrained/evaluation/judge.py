@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from overtrained.core import provenance
-from overtrained.data.task_data import read_jsonl
+from overtrained.core.jsonio import read_jsonl
 from overtrained.models.loading import load_causal_lm, load_tokenizer, weights_digest
 
 

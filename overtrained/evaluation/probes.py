@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from overtrained.core import provenance
+from overtrained.core import jsonio, provenance
 from overtrained.models.loading import (
     load_probe_model,
     load_tokenizer,
@@ -134,12 +134,12 @@ def run(
     """Compute every probe of one model and write them to `out_json`. `loading`: the family's
     loading options (workflow.loading_options)."""
     started, t0 = provenance.now(), time.perf_counter()
-    from overtrained.data.task_data import read_jsonl
+    from overtrained.core.jsonio import read_jsonl
 
     loading = loading or {}
     model_dir = Path(model_dir)
     model = load_probe_model(model_dir, **loading)
-    config = provenance.read_json(model_dir / "config.json")
+    config = jsonio.read_json(model_dir / "config.json")
     seq_len = config["max_position_embeddings"]
     windows = heldout_windows(heldout_stream, retention_tokens, seq_len)
     value, n = pretrain_loss(model, windows)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from overtrained.core import provenance
+from overtrained.core import jsonio, provenance
 from overtrained.evaluation.probes import heldout_windows, pretrain_loss
 from overtrained.models.loading import load_probe_model, weights_digest
 
@@ -109,7 +109,7 @@ def run(
     options (workflow.loading_options)."""
     started, t0 = provenance.now(), time.perf_counter()
     model = load_probe_model(model_dir, **(loading or {}))
-    config = provenance.read_json(Path(model_dir) / "config.json")
+    config = jsonio.read_json(Path(model_dir) / "config.json")
     windows = heldout_windows(heldout_stream, retention_tokens, config["max_position_embeddings"])
     base, n, rows = perturbations(model, windows, gammas, seeds)
     weight_rms = {name: _rms(p) for name, p in model.named_parameters() if p.ndim == 2}

@@ -20,7 +20,7 @@ import json
 import os
 from pathlib import Path
 
-from overtrained.core import provenance
+from overtrained.core import jsonio, provenance
 
 SAFETENSORS = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -201,7 +201,7 @@ def _recorded_files(model_dir: Path) -> dict[str, dict]:
     path = model_dir / "provenance.json"
     if not path.is_file():
         return {}
-    entries = provenance.read_json(path).get("files") or []
+    entries = jsonio.read_json(path).get("files") or []
     return {Path(e["name"]).name: e for e in entries if e.get("sha256")}
 
 

@@ -42,6 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from overtrained.core import jsonio
+
 __all__ = [
     "ModelShape",
     "Olmo2LM",
@@ -459,18 +461,6 @@ def sequence_nll(
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def _atomic_write_json(path: Path, obj: Any) -> None:
-    text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_checkpoint(
     model: Olmo2LM, out_dir: str | os.PathLike, extra_config: dict[str, Any] | None = None
 ) -> Path:
@@ -521,8 +511,8 @@ def save_checkpoint(
         )
         if v is not None
     }
-    _atomic_write_json(out / CONFIG_NAME, config)
-    _atomic_write_json(out / GENERATION_CONFIG_NAME, generation)
+    jsonio.write_json(out / CONFIG_NAME, config, indent=2)
+    jsonio.write_json(out / GENERATION_CONFIG_NAME, generation, indent=2)
     return out
 
 

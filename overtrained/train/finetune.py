@@ -29,10 +29,11 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from overtrained.core import provenance
-from overtrained.data.task_data import read_jsonl
+from overtrained.core import jsonio, provenance
+from overtrained.core.jsonio import read_jsonl
 from overtrained.models.loading import load_causal_lm, load_tokenizer
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -155,7 +156,7 @@ def sft_config(ft: dict, lr: float, seed: int, output_dir: str, device: str, bf1
 def input_shas(base_dir, train_jsonl) -> dict:
     """The identity of a run's inputs: the base checkpoint's sha and the training data's."""
     return {
-        "base_sha": provenance.read_json(Path(base_dir) / "provenance.json").get("sha"),
+        "base_sha": jsonio.read_json(Path(base_dir) / "provenance.json").get("sha"),
         "dataset_sha": provenance.sha256_file(train_jsonl),
     }
 
@@ -359,8 +360,6 @@ def run(
     started, t0 = provenance.now(), time.perf_counter()
     import torch
     import transformers
-    from datasets import Dataset
-    from trl import SFTTrainer
 
     torch.set_num_threads(threads)
     bf16_ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
@@ -374,66 +373,19 @@ def run(
         resume_from = prepare_scratch(scratch, fingerprint)
     resume_from = Path(resume_from) if resume_from else None
     rows = read_jsonl(train_jsonl)
-    dataset = Dataset.from_list(
-        [{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]
+    session = _session(
+        base_dir, rows, ft, lr, seed, scratch, device, bf16_ok, loading or {}, callbacks
     )
-    loading = loading or {}
-    model = load_causal_lm(
-        base_dir, None, torch.float32, attn_implementation=ft["attn_implementation"], **loading
-    )
-    tokenizer = load_tokenizer(base_dir, loading.get("trust_remote_code", False))
-    args = sft_config(ft, lr, seed, str(scratch), device, bf16_ok)
-    collator = data_collator(ft, tokenizer)
-    deadline = job_deadline(ft["resources"]["runtime"], ft["resources"]["save_margin_minutes"] * 60)
-    divergence, stopper = _callbacks(ft["divergence_factor"], deadline)
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        data_collator=collator,
-        callbacks=[divergence, stopper, *callbacks],
-    )
-    if len(trainer.train_dataset) < 0.9 * len(rows):
-        log.warning(
-            "only %d of %d examples keep a completion token within max_length %d: raise "
-            "finetune.max_length",
-            len(trainer.train_dataset),
-            len(rows),
-            ft["max_length"],
-        )
-    if ft["fsdp"] and not trainer.is_fsdp_enabled:
-        # accelerate enables FSDP on several GPUs only; never train unsharded silently.
-        raise DeviceError(
-            f"finetune.fsdp is on but FSDP is not active in this job ({world_size()} "
-            f"process(es) on {device}): FSDP shards over 2 or more GPUs; set finetune.gpus >= 2 "
-            "or fsdp: false"
-        )
+    trainer = session.trainer
     if resume_from:
         log.info("resuming from %s", resume_from)
     train_start = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     train_seconds = time.perf_counter() - train_start
-    unfinished = trainer.state.global_step < trainer.state.max_steps
-    if unfinished and (stopper.signal or stopper.deadline_reached):
-        cause = (
-            f"signal {signal.Signals(stopper.signal).name}"
-            if stopper.signal
-            else "the job's time limit approaching"
-        )
-        raise Interrupted(
-            f"stopped by {cause} at step {trainer.state.global_step}; a checkpoint is in "
-            f"{scratch}: rerun to resume"
-        )
+    _raise_if_interrupted(trainer, session.stopper, scratch)
     history = trainer.state.log_history
     curve = [[e["step"], e["learning_rate"], e["loss"]] for e in history if "loss" in e]
-    status = "diverged" if divergence.step is not None else "ok"
-    if run_status([c[2] for c in curve], ft["divergence_factor"]) == "diverged":
-        status = "diverged"
-    # A NaN can also enter the weights between two logged losses.
-    finite = all(bool(torch.isfinite(p).all()) for p in trainer.model.parameters())
-    if not finite:
-        status = "diverged"
+    status, finite = _status(trainer, curve, session.divergence, ft["divergence_factor"])
     # Full weights from every rank (FSDP shards them); safetensors + config only, since
     # Trainer.save_model would also pickle the training arguments (training_args.bin).
     state_dict = trainer.accelerator.get_state_dict(trainer.model) if ft["fsdp"] else None
@@ -441,7 +393,7 @@ def run(
         return None
     unwrapped = trainer.accelerator.unwrap_model(trainer.model)
     unwrapped.save_pretrained(str(out_model_dir), state_dict=state_dict)
-    tokenizer.save_pretrained(str(out_model_dir))
+    session.tokenizer.save_pretrained(str(out_model_dir))
     tokens_seen, session_tokens = tokens_from_log(history, session_starts(scratch))
     per_device, accumulation = batch_layout(ft, world_size())
     record = provenance.record(
@@ -450,7 +402,7 @@ def run(
         started,
         time.perf_counter() - t0,
         status=status,
-        diverged_at_step=divergence.step,
+        diverged_at_step=session.divergence.step,
         finite_weights=finite,
         lr=lr,
         seed=seed,
@@ -471,7 +423,7 @@ def run(
             "world_size": world_size(),
             "per_device_batch_size": per_device,
             "gradient_accumulation_steps": accumulation,
-            "bf16": args.bf16,
+            "bf16": session.args.bf16,
             "fsdp_enabled": trainer.is_fsdp_enabled,
         },
         **_peak_memory_mib(device),
@@ -479,6 +431,91 @@ def run(
     provenance.write_json(out_train_json, record)
     shutil.rmtree(scratch, ignore_errors=True)
     return record
+
+
+@dataclass
+class _Session:
+    """What one fine-tuning run trains with: the trainer and what `run` reads back from it."""
+
+    trainer: object  # trl.SFTTrainer
+    tokenizer: object
+    args: object  # trl.SFTConfig
+    divergence: object  # _DivergenceStop
+    stopper: object  # _GracefulStop
+
+
+def _session(
+    base_dir, rows, ft, lr, seed, scratch, device, bf16_ok, loading, callbacks
+) -> _Session:
+    """The model, tokenizer, data, arguments and callbacks of one run, in an SFTTrainer;
+    checks that TRL kept enough examples and that FSDP is on where it was asked for."""
+    import torch
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    dataset = Dataset.from_list(
+        [{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]
+    )
+    model = load_causal_lm(
+        base_dir, None, torch.float32, attn_implementation=ft["attn_implementation"], **loading
+    )
+    tokenizer = load_tokenizer(base_dir, loading.get("trust_remote_code", False))
+    args = sft_config(ft, lr, seed, str(scratch), device, bf16_ok)
+    deadline = job_deadline(ft["resources"]["runtime"], ft["resources"]["save_margin_minutes"] * 60)
+    divergence, stopper = _callbacks(ft["divergence_factor"], deadline)
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        data_collator=data_collator(ft, tokenizer),
+        callbacks=[divergence, stopper, *callbacks],
+    )
+    if len(trainer.train_dataset) < 0.9 * len(rows):
+        log.warning(
+            "only %d of %d examples keep a completion token within max_length %d: raise "
+            "finetune.max_length",
+            len(trainer.train_dataset),
+            len(rows),
+            ft["max_length"],
+        )
+    if ft["fsdp"] and not trainer.is_fsdp_enabled:
+        # accelerate enables FSDP on several GPUs only; never train unsharded silently.
+        raise DeviceError(
+            f"finetune.fsdp is on but FSDP is not active in this job ({world_size()} "
+            f"process(es) on {device}): FSDP shards over 2 or more GPUs; set finetune.gpus >= 2 "
+            "or fsdp: false"
+        )
+    return _Session(trainer, tokenizer, args, divergence, stopper)
+
+
+def _raise_if_interrupted(trainer, stopper, scratch: Path) -> None:
+    """A run stopped early by a signal or the approaching time limit is not a result: its
+    checkpoint stays in `scratch` for the next attempt to resume."""
+    if trainer.state.global_step >= trainer.state.max_steps:
+        return
+    if stopper.signal or stopper.deadline_reached:
+        cause = (
+            f"signal {signal.Signals(stopper.signal).name}"
+            if stopper.signal
+            else "the job's time limit approaching"
+        )
+        raise Interrupted(
+            f"stopped by {cause} at step {trainer.state.global_step}; a checkpoint is in "
+            f"{scratch}: rerun to resume"
+        )
+
+
+def _status(trainer, curve: list, divergence, factor: float) -> tuple[str, bool]:
+    """'diverged' when training stopped on a diverging loss, the logged curve diverged, or a
+    weight is not finite (a NaN can enter between two logged losses); else 'ok'."""
+    import torch
+
+    status = "diverged" if divergence.step is not None else "ok"
+    if run_status([c[2] for c in curve], factor) == "diverged":
+        status = "diverged"
+    finite = all(bool(torch.isfinite(p).all()) for p in trainer.model.parameters())
+    return ("diverged" if not finite else status), finite
 
 
 def prune_empty_parents(path: Path, root: Path) -> None:
@@ -529,7 +566,7 @@ def launch(spec: dict, processes: int) -> dict | None:
     finally:
         signal.signal(signal.SIGUSR1, previous)
         spec_path.unlink(missing_ok=True)
-    return provenance.read_json(spec["out_train_json"])
+    return jsonio.read_json(spec["out_train_json"])
 
 
 if __name__ == "__main__":  # one torchrun worker

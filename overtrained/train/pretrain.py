@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from overtrained.core import provenance
+from overtrained.core import jsonio, provenance
 from overtrained.core.units import parse_tokens
 from overtrained.models.model import ModelShape, Olmo2LM, save_checkpoint
 
@@ -318,7 +318,7 @@ def run_checkpoint(
     save_checkpoint(model, out_dir)
     for item in (corpus_dir / "tokenizer").iterdir():
         shutil.copy2(item, out_dir / item.name)
-    corpus_meta = provenance.read_json(corpus_dir / "corpus.json")
+    corpus_meta = jsonio.read_json(corpus_dir / "corpus.json")
     tokens = total * train["batch_size"] * train["seq_len"]
     record = provenance.record(
         "pretrain",
