@@ -59,6 +59,15 @@ def test_shipped_config_is_valid():
     ("patch", "expected"),
     [
         (lambda c: c.update(finetun={}), "finetun: unknown key"),
+        # `$` in Python matches before a final newline: names must match in full
+        (
+            lambda c: c["families"].__setitem__("mini\n", c["families"].pop("mini")),
+            "families: name 'mini\\n' is not a safe identifier",
+        ),
+        (
+            lambda c: c["families"]["mini"]["budgets"].__setitem__(0, "1M\n"),
+            "families.mini.budgets[0]: '1M\\n' is not a token count",
+        ),
         (
             lambda c: c["families"]["mini"]["model"].update(hiden_size=8),
             "families.mini.model.hiden_size: unknown key",

@@ -16,10 +16,25 @@ import yaml
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 _FLOAT_STRING = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
+
+def _pattern(validator, pattern: str, instance, schema):
+    """`pattern`, with `^...$` meaning the whole string: Python's `$` also matches before a
+    final newline, so "tiny\n" would pass as a family name and become a folder name."""
+    if not validator.is_type(instance, "string"):
+        return
+    if pattern.startswith("^") and pattern.endswith("$") and not pattern.endswith("\\$"):
+        matched = re.fullmatch(f"(?:{pattern[1:-1]})", instance)
+    else:
+        matched = re.search(pattern, instance)
+    if not matched:
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
 # JSON Schema's "integer" accepts 1.0e6 and 0.0; seeds and counts name files, so they
 # must be real integers (and booleans are not integers here either).
 _VALIDATOR = jsonschema.validators.extend(
     jsonschema.Draft202012Validator,
+    validators={"pattern": _pattern},
     type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
         "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)
     ),
