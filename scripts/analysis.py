@@ -4,7 +4,7 @@ results/tables/metrics.parquet (two Parquet tables; the verdicts also go to the 
 from overtrained.execution.job_server import hand_over
 
 # Runs this job in a warm worker of the local job server where one is wanted (see there).
-hand_over(snakemake, __file__)  # noqa: F821 (injected by Snakemake)
+hand_over(snakemake, __file__)  # (injected by Snakemake)
 
 import pandas as pd
 
@@ -12,8 +12,8 @@ from overtrained.analysis import analysis
 from overtrained.core import provenance
 from overtrained.core.entry import log_to
 
-log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
-smk = snakemake  # noqa: F821
+log_to(snakemake.log[0])  # (injected by Snakemake)
+smk = snakemake
 metrics = pd.read_parquet(smk.input.metrics)
 best = analysis.best_lr(metrics)
 verdicts = analysis.overtraining(metrics, best)

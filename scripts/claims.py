@@ -3,13 +3,13 @@
 from overtrained.execution.job_server import hand_over
 
 # Runs this job in a warm worker of the local job server where one is wanted (see there).
-hand_over(snakemake, __file__)  # noqa: F821 (injected by Snakemake)
+hand_over(snakemake, __file__)  # (injected by Snakemake)
 
 from overtrained.analysis import claims
 from overtrained.core.entry import log_to
 
-log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
-smk = snakemake  # noqa: F821
+log_to(snakemake.log[0])  # (injected by Snakemake)
+smk = snakemake
 table = claims.write(
     smk.input.metrics, smk.input.overtraining, {"families": smk.params.families}, smk.output
 )

@@ -3,16 +3,16 @@
 from overtrained.execution.job_server import hand_over
 
 # Runs this job in a warm worker of the local job server where one is wanted (see there).
-hand_over(snakemake, __file__)  # noqa: F821 (injected by Snakemake)
+hand_over(snakemake, __file__)  # (injected by Snakemake)
 
 from pathlib import Path
 
-from overtrained.core import provenance
+from overtrained.core import jsonio, provenance
 from overtrained.core.entry import log_to, params_dict
 from overtrained.data import dataset_task
 
-log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
-smk = snakemake  # noqa: F821
+log_to(snakemake.log[0])  # (injected by Snakemake)
+smk = snakemake
 task = smk.params.task
 train, test, meta = dataset_task.build(
     task["dataset"], task["n_train"], task["n_test"], task["seed"], offline=True

@@ -8,8 +8,8 @@ from overtrained.core import provenance
 from overtrained.core.entry import log_to, params_dict
 from overtrained.hub import download
 
-log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
-smk = snakemake  # noqa: F821
+log_to(snakemake.log[0])  # (injected by Snakemake)
+smk = snakemake
 params = params_dict(smk.params)
 spec = params["download"]  # overtrained.workflow.download_params
 started, t0 = provenance.now(), time.perf_counter()

@@ -7,7 +7,7 @@ the GPU count and checkpoint interval come from the config (a change re-runs not
 from overtrained.execution.job_server import hand_over
 
 # Runs this job in a warm worker of the local job server where one is wanted (see there).
-hand_over(snakemake, __file__, wait=True)  # noqa: F821 (its own imports: 4-10 s)
+hand_over(snakemake, __file__, wait=True)  # (its own imports: 4-10 s)
 
 from pathlib import Path
 
@@ -16,8 +16,8 @@ from overtrained.core import provenance
 from overtrained.core.entry import log_to, params_dict
 from overtrained.train import finetune
 
-log_to(snakemake.log[0], append=True)  # noqa: F821 (injected by Snakemake)
-smk = snakemake  # noqa: F821
+log_to(snakemake.log[0], append=True)  # (injected by Snakemake)
+smk = snakemake
 print(f"=== fine-tuning session started {provenance.now()} ===", flush=True)
 settings = {**workflow.finetune_settings(smk.config), **smk.params.finetune}
 spec = {

@@ -4,6 +4,6 @@ from overtrained.core import provenance
 from overtrained.core.entry import log_to
 from overtrained.evaluation import evaluate
 
-log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
-smk = snakemake  # noqa: F821
+log_to(snakemake.log[0])  # (injected by Snakemake)
+smk = snakemake
 provenance.write_json(smk.output[0], evaluate.prefetch(smk.params.datasets))

@@ -3,15 +3,15 @@
 from overtrained.execution.job_server import hand_over
 
 # Runs this job in a warm worker of the local job server where one is wanted (see there).
-hand_over(snakemake, __file__)  # noqa: F821 (injected by Snakemake)
+hand_over(snakemake, __file__)  # (injected by Snakemake)
 
 from pathlib import Path
 
 from overtrained.core.entry import log_to, params_dict
 from overtrained.train import pretrain
 
-log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
-smk = snakemake  # noqa: F821
+log_to(snakemake.log[0])  # (injected by Snakemake)
+smk = snakemake
 trunk = smk.input.get("trunk")
 pretrain.run_checkpoint(
     family={"model": smk.params.model, "training": smk.params.training},

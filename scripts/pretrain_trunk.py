@@ -3,7 +3,7 @@
 from overtrained.execution.job_server import hand_over
 
 # Runs this job in a warm worker of the local job server where one is wanted (see there).
-hand_over(snakemake, __file__)  # noqa: F821 (injected by Snakemake)
+hand_over(snakemake, __file__)  # (injected by Snakemake)
 
 import time
 from pathlib import Path
@@ -12,8 +12,8 @@ from overtrained.core import provenance
 from overtrained.core.entry import log_to, params_dict
 from overtrained.train import pretrain
 
-log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
-smk = snakemake  # noqa: F821
+log_to(snakemake.log[0])  # (injected by Snakemake)
+smk = snakemake
 started, t0 = provenance.now(), time.perf_counter()
 family = {"model": smk.params.model, "training": smk.params.training}
 out = Path(smk.output.states)

@@ -3,15 +3,16 @@
 from overtrained.execution.job_server import hand_over
 
 # Runs this job in a warm worker of the local job server where one is wanted (see there).
-hand_over(snakemake, __file__)  # noqa: F821 (injected by Snakemake)
+hand_over(snakemake, __file__)  # (injected by Snakemake)
 
 from overtrained import workflow
+from overtrained.core import jsonio
 from overtrained.core.entry import log_to, params_dict
 from overtrained.core.units import parse_tokens
 from overtrained.evaluation import probes
 
-log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
-smk = snakemake  # noqa: F821
+log_to(snakemake.log[0])  # (injected by Snakemake)
+smk = snakemake
 record = jsonio.read_json(smk.input.record)
 probes.run(
     model_dir=smk.params.model_dir,

@@ -3,17 +3,17 @@
 from overtrained.execution.job_server import hand_over
 
 # Runs this job in a warm worker of the local job server where one is wanted (see there).
-hand_over(snakemake, __file__)  # noqa: F821 (injected by Snakemake)
+hand_over(snakemake, __file__)  # (injected by Snakemake)
 
 from pathlib import Path
 
 from overtrained import workflow
-from overtrained.core import provenance
+from overtrained.core import jsonio, provenance
 from overtrained.core.entry import log_to, params_dict
 from overtrained.data import retention_stream
 
-log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
-smk = snakemake  # noqa: F821
+log_to(snakemake.log[0])  # (injected by Snakemake)
+smk = snakemake
 docs = retention_stream.documents(smk.params.dataset, smk.params.documents, offline=True)
 loading = workflow.loading_options(smk.config, smk.wildcards.family)
 stream = retention_stream.write_stream(

@@ -3,7 +3,7 @@
 from overtrained.execution.job_server import hand_over
 
 # Runs this job in a warm worker of the local job server where one is wanted (see there).
-hand_over(snakemake, __file__)  # noqa: F821 (injected by Snakemake)
+hand_over(snakemake, __file__)  # (injected by Snakemake)
 
 from pathlib import Path
 
@@ -11,8 +11,8 @@ from overtrained.core import provenance
 from overtrained.core.entry import log_to
 from overtrained.data import corpus, task_data
 
-log_to(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
-smk = snakemake  # noqa: F821
+log_to(snakemake.log[0])  # (injected by Snakemake)
+smk = snakemake
 task = smk.params.task
 spec = corpus.CorpusSpec.from_dict(smk.params.corpus)
 meta = task_data.write_task(
