@@ -17,6 +17,9 @@ import pyarrow.parquet as pq
 
 from overtrained.core import jsonio, provenance
 
+# The metric of the row standing for an evaluation that produced no metrics (its status
+# says why: a diverged model's losses overflow lm-eval's perplexities).
+NOT_EVALUATED = "not_evaluated"
 SCHEMA = pa.schema(
     [
         ("family", pa.string()),
@@ -162,6 +165,9 @@ def collect(
     for path in evaluations:
         record = jsonio.read_json(path)
         base = {**_identity(path, index), **_job_columns(record, path)}
+        if not record["metrics"] and record.get("status", "ok") != "ok":
+            # A model that could not be evaluated (diverged): one row that says so.
+            add(base, metric=NOT_EVALUATED, value=float("nan"), status=record["status"])
         for metric in record["metrics"]:
             add(
                 base,

@@ -10,6 +10,7 @@ reports "main" as the revision of a loaded model).
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import time
 from pathlib import Path
@@ -187,7 +188,8 @@ def run(
             tasks.append(id_task_config(name, mini_test_files[name], pattern, max_gen))
         else:
             tasks.append(name)
-    results = lm_eval.simple_evaluate(
+    run_suite = functools.partial(
+        lm_eval.simple_evaluate,
         model=lm,
         tasks=tasks,
         num_fewshot=suite["num_fewshot"],
@@ -204,12 +206,23 @@ def run(
         torch_random_seed=1234,
         fewshot_random_seed=1234,
     )
+    failure = None
+    try:
+        results = run_suite()
+    except (OverflowError, FloatingPointError) as error:
+        # A diverged model's losses are astronomically large: lm-eval's perplexities overflow.
+        # That is a result of the sweep, not a reason to stop it: no metrics, and why.
+        failure = f"{type(error).__name__}: {error}"
+        status = "diverged" if status == "diverged" else "non-finite"
+        print(f"no metrics for this model ({status}): lm-eval raised {failure}", flush=True)
+        results = {"results": {}}
     record = provenance.record(
         "evaluate",
         params,
         started,
         time.perf_counter() - t0,
         status=status,
+        failure=failure,
         metrics=normalise(results),
         lm_eval_version=results.get("lm_eval_version"),
         task_versions=results.get("versions", {}),
