@@ -5,6 +5,7 @@ overtrained checkpoints REPO [--tokens 0.5T,1T]   # a repo's parsed checkpoint b
 overtrained pin [config.yaml] [--repin [BRANCH ...]]   # pin hub checkpoints to commit shas
 overtrained summary [results/] [--format table|csv|json|markdown]   # overtraining verdicts
 overtrained publish RUN --to DIR   # a run's claims, tables (CSV) and figures, for a README
+overtrained verify [RUN]   # does every result file still hold what its job wrote?
 overtrained install-profile [--name slurm] [--force]   # `snakemake --profile slurm` from anywhere
 overtrained job-server [status|stop]   # the local job server's warm processes
 """
@@ -125,6 +126,20 @@ def publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def verify(args: argparse.Namespace) -> int:
+    from overtrained import verify as verify_module
+
+    try:
+        checked, found = verify_module.problems(args.run)
+    except FileNotFoundError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return 2
+    for line in found:
+        print(line)
+    print(f"{checked} files checked: " + (f"{len(found)} problem(s)" if found else "all match"))
+    return 1 if found else 0
+
+
 def seed_split(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -221,6 +236,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run", help="the run's working directory (it holds results/)")
     p.add_argument("--to", required=True, help="where to write (e.g. docs/miniature-paper)")
     p.set_defaults(func=publish)
+    p = sub.add_parser(
+        "verify",
+        help="check a run's result files against what their jobs recorded (edits, weights)",
+    )
+    p.add_argument("run", nargs="?", default=".", help="the run's working directory")
+    p.set_defaults(func=verify)
     p = sub.add_parser(
         "seed-split",
         help="the claims on disjoint seed sets of a finished run, side by side: do verdicts agree?",

@@ -9,6 +9,7 @@ The Arrow schema is declared here, never inferred.
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -20,6 +21,11 @@ from overtrained.core import jsonio, provenance
 # The metric of the row standing for an evaluation that produced no metrics (its status
 # says why: a diverged model's losses overflow lm-eval's perplexities).
 NOT_EVALUATED = "not_evaluated"
+# The status of rows measured on other weights than their producer recorded (a swapped or
+# edited checkpoint): kept as rows, with NaN values, so the table says what is missing.
+SHA_MISMATCH = "sha_mismatch"
+EDITED = "edited"  # a record changed after the job wrote it (provenance.RECORD_SHA)
+UNTRUSTED = (SHA_MISMATCH, EDITED)
 SCHEMA = pa.schema(
     [
         ("family", pa.string()),
@@ -81,6 +87,13 @@ def _device(record: dict) -> str:
     return f"cpu ({cpu.get('model', '?')}; kernels {kernels})"
 
 
+def _base_sha(columns: dict, checkpoints: dict) -> str | None:
+    """The weights sha a pre-trained checkpoint's record holds (hub checkpoints are checked
+    file by file when loaded, against the download's record)."""
+    record = checkpoints[(columns["family"], columns["checkpoint"])][1]
+    return record.get("sha") if record.get("family_source") == "pretrain" else None
+
+
 def _checkpoint_columns(family: str, ckpt_name: str, checkpoints: dict) -> dict:
     ckpt = checkpoints[(family, ckpt_name)][1]
     return {
@@ -133,25 +146,44 @@ def collect(
     """Rows of metrics.parquet from the workflow's JSON outputs."""
     index = _checkpoint_index(checkpoints)
     rows: list[dict] = []
+    problems: list[str] = []
 
     def add(base: dict, **values):
         row = {name: None for name in SCHEMA.names}
         row.update(base)
         row.update(values)
+        if row["status"] in UNTRUSTED:
+            row["value"] = math.nan
         rows.append(row)
 
+    def checked(record: dict, path: str, expected_sha: str | None = None) -> dict:
+        """The record, or the record with status `edited` (changed after its job wrote it)
+        or `sha_mismatch` (it measured other weights than their producer recorded): such
+        rows stay in the table, with NaN values, so it says what is missing and why."""
+        if provenance.edited(record):
+            problems.append(f"{path}: {EDITED}, the file no longer matches its record_sha256")
+            return {**record, "status": EDITED}
+        got = record.get("model_sha")
+        if got and expected_sha and got != expected_sha:
+            problems.append(f"{path}: {SHA_MISMATCH}, weights {got[:16]} != {expected_sha[:16]}")
+            return {**record, "status": SHA_MISMATCH}
+        return record
+
     for (family, ckpt_name), (path, record) in index.items():
+        record = checked(record, path)
         base = {
             **_checkpoint_columns(family, ckpt_name, index),
             **_job_columns(record, path),
             "suite": "pretrain",
-            "status": "ok",
+            "status": record.get("status") if record.get("status") in UNTRUSTED else "ok",
         }
         for metric in ("final_train_loss", "tokens_per_second"):
             if record.get(metric) is not None:
                 add(base, metric=metric, value=record[metric], n=record.get("tokens"))
+    trained_sha = {}  # a fine-tuned model's folder -> the sha its fine-tuning recorded
     for path in trainings:
-        record = jsonio.read_json(path)
+        record = checked(jsonio.read_json(path), path)
+        trained_sha[str(Path(path).parent)] = record.get("model_sha")
         base = {**_identity(path, index), **_job_columns(record, path), "suite": "train"}
         for metric in (
             "final_train_loss",
@@ -163,11 +195,18 @@ def collect(
             if record.get(metric) is not None:
                 add(base, metric=metric, value=record[metric], status=record.get("status"))
     for path in evaluations:
-        record = jsonio.read_json(path)
-        base = {**_identity(path, index), **_job_columns(record, path)}
+        identity = _identity(path, index)
+        model_dir = str(Path(path).parents[1])
+        expected = (
+            trained_sha.get(model_dir)
+            if identity.get("model") == "finetuned"
+            else _base_sha(identity, index)
+        )
+        record = checked(jsonio.read_json(path), path, expected)
+        base = {**identity, **_job_columns(record, path)}
         if not record["metrics"] and record.get("status", "ok") != "ok":
             # A model that could not be evaluated (diverged): one row that says so.
-            add(base, metric=NOT_EVALUATED, value=float("nan"), status=record["status"])
+            add(base, metric=NOT_EVALUATED, value=math.nan, status=record["status"])
         for metric in record["metrics"]:
             add(
                 base,
@@ -179,14 +218,15 @@ def collect(
                 status=record.get("status", "ok"),
             )
     for path in sensitivity:
-        record = jsonio.read_json(path)
         parts = Path(path).parts
+        columns = _checkpoint_columns(parts[-3], parts[-2], index)
+        record = checked(jsonio.read_json(path), path, _base_sha(columns, index))
         base = {
-            **_checkpoint_columns(parts[-3], parts[-2], index),
+            **columns,
             **_job_columns(record, path),
             "model": "perturbed",
             "suite": "sensitivity",
-            "status": "ok",
+            "status": record.get("status", "ok"),
         }
         for p in record["perturbations"]:
             for metric in ("perturbed_loss", "loss_increase"):
@@ -211,6 +251,8 @@ def collect(
             n=record["heldout"]["n_tokens"],
             status="ok",
         )
+    for line in problems:
+        print(f"left out of the table (status, NaN values): {line}", flush=True)
     return rows
 
 

@@ -177,6 +177,23 @@ def _scrubbed(obj: Any) -> Any:
     return obj
 
 
+RECORD_SHA = "record_sha256"  # a record's hash of itself: a hand edit shows
+
+
 def write_json(path: str | Path, obj: Any) -> None:
-    """Write a record atomically (a killed job leaves no half file), with secrets scrubbed."""
-    jsonio.write_json(path, _scrubbed(obj))
+    """Write a record atomically (a killed job leaves no half file), with secrets scrubbed
+    and, for a mapping, its own hash (RECORD_SHA) so that an edit after the job shows."""
+    obj = json.loads(json.dumps(_scrubbed(obj), default=str))  # as it will be read back
+    if isinstance(obj, dict):
+        obj.pop(RECORD_SHA, None)
+        obj[RECORD_SHA] = sha256_json(obj)
+    jsonio.write_json(path, obj)
+
+
+def edited(record: Any) -> bool:
+    """Whether a record read back no longer matches the hash it was written with (records
+    written before RECORD_SHA existed, and non-mappings, cannot tell: False)."""
+    if not isinstance(record, dict) or RECORD_SHA not in record:
+        return False
+    rest = {key: value for key, value in record.items() if key != RECORD_SHA}
+    return sha256_json(rest) != record[RECORD_SHA]

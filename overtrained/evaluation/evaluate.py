@@ -173,9 +173,10 @@ def run(
     import torch
     from lm_eval.tasks import TaskManager
 
-    from overtrained.models.loading import weights_digest
+    from overtrained.models.loading import verified_weights
 
     torch.set_num_threads(threads)
+    digest = verified_weights(model_dir)  # before any work: a changed file stops here
     lm = load_lm(model_dir, suite["batch_size"], precision, loading)
     tasks = []
     for name in suite["tasks"]:
@@ -228,7 +229,7 @@ def run(
         task_versions=results.get("versions", {}),
         task_configs={k: v for k, v in results.get("configs", {}).items()},
         n_shot=results.get("n-shot", {}),
-        model_sha=weights_digest(model_dir),
+        model_sha=digest,
         # lm-eval reports revision "main" for a loaded model: ours says what it really is.
         model_source=model_source or {},
         dtype=str(lm.model.dtype).removeprefix("torch."),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from overtrained.core import provenance
 from overtrained.core.jsonio import read_jsonl
-from overtrained.models.loading import load_causal_lm, load_tokenizer, weights_digest
+from overtrained.models.loading import load_causal_lm, load_tokenizer, verified_weights
 
 
 def generate(
@@ -61,6 +61,7 @@ def run(
 ) -> dict:
     """Answer the held-out prompts, run the judge command, write eval/judge.json."""
     started, t0 = provenance.now(), time.perf_counter()
+    digest = verified_weights(model_dir)  # before any work: a changed file stops here
     rows = read_jsonl(test_jsonl)[: judge["limit"]]
     prompts = [r["prompt"] for r in rows]
     responses = generate(model_dir, prompts, judge["max_new_tokens"], loading)
@@ -100,7 +101,7 @@ def run(
         ],
         judge_output=verdict,
         responses_sha256=provenance.sha256_file(answers),
-        model_sha=weights_digest(model_dir),
+        model_sha=digest,
     )
     provenance.write_json(out_json, record)
     return record

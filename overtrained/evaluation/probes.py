@@ -25,8 +25,8 @@ from overtrained.models.loading import (
     load_probe_model,
     load_tokenizer,
     model_device,
+    verified_weights,
     vocab_size,
-    weights_digest,
 )
 from overtrained.models.model import sequence_nll
 
@@ -138,6 +138,7 @@ def run(
 
     loading = loading or {}
     model_dir = Path(model_dir)
+    digest = verified_weights(model_dir)  # before any work: a changed file stops here
     model = load_probe_model(model_dir, **loading)
     config = jsonio.read_json(model_dir / "config.json")
     seq_len = config["max_position_embeddings"]
@@ -159,7 +160,7 @@ def run(
         time.perf_counter() - t0,
         status=status,
         metrics=metrics,
-        model_sha=weights_digest(model_dir),
+        model_sha=digest,
         dtype=str(next(iter(model.parameters())).dtype).removeprefix("torch."),
     )
     provenance.write_json(out_json, record)

@@ -21,7 +21,7 @@ import torch
 
 from overtrained.core import jsonio, provenance
 from overtrained.evaluation.probes import heldout_windows, pretrain_loss
-from overtrained.models.loading import load_probe_model, weights_digest
+from overtrained.models.loading import load_probe_model, verified_weights
 
 
 def _rms(param: torch.Tensor) -> float:
@@ -108,6 +108,7 @@ def run(
     """Perturb one model along every (scaling, gamma, seed); `loading`: the family's loading
     options (workflow.loading_options)."""
     started, t0 = provenance.now(), time.perf_counter()
+    digest = verified_weights(model_dir)  # before any work: a changed file stops here
     model = load_probe_model(model_dir, **(loading or {}))
     config = jsonio.read_json(Path(model_dir) / "config.json")
     windows = heldout_windows(heldout_stream, retention_tokens, config["max_position_embeddings"])
@@ -122,7 +123,7 @@ def run(
         n=n,
         perturbations=rows,
         weight_rms=weight_rms,
-        model_sha=weights_digest(model_dir),
+        model_sha=digest,
         dtype=str(next(iter(model.parameters())).dtype).removeprefix("torch."),
     )
     provenance.write_json(out_json, record)

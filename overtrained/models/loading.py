@@ -236,6 +236,38 @@ def weights_digest(model_dir: str | Path) -> str:
     return hashlib.sha256(listing.encode()).hexdigest()
 
 
+class IntegrityError(LoadingError):
+    """Weights that are not the ones the job that wrote them recorded."""
+
+
+def verified_weights(model_dir: str | Path) -> str:
+    """weights_digest, checked against the record of the job that wrote the weights (a
+    pre-trained checkpoint's provenance.json `sha`, a fine-tuned model's train.json
+    `model_sha`; hub downloads are checked file by file against their recorded sizes), so
+    a truncated, swapped or edited checkpoint stops the job that would read it."""
+    model_dir = Path(model_dir)
+    record_path, expected = _producer_sha(model_dir)
+    digest = weights_digest(model_dir)
+    if expected and digest != expected:
+        raise IntegrityError(
+            f"{model_dir} holds weights with sha256 {digest[:16]}, but {record_path} records "
+            f"{expected[:16]}: they changed after the job that wrote them; delete "
+            f"{record_path} and run snakemake again to remake them"
+        )
+    return digest
+
+
+def _producer_sha(model_dir: Path) -> tuple[Path | None, str | None]:
+    base = model_dir / "provenance.json"
+    if base.is_file():
+        record = jsonio.read_json(base)
+        return base, record.get("sha") if record.get("family_source") == "pretrain" else None
+    train = model_dir.parent / "train.json"
+    if train.is_file():
+        return train, jsonio.read_json(train).get("model_sha")
+    return None, None
+
+
 # ----------------------------------------------------------------------------- probe models
 
 

@@ -34,7 +34,12 @@ from pathlib import Path
 
 from overtrained.core import jsonio, provenance
 from overtrained.core.jsonio import read_jsonl
-from overtrained.models.loading import load_causal_lm, load_tokenizer
+from overtrained.models.loading import (
+    load_causal_lm,
+    load_tokenizer,
+    verified_weights,
+    weights_digest,
+)
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 log = logging.getLogger(__name__)
@@ -367,6 +372,7 @@ def run(
     transformers.set_seed(seed)
     out_model_dir = Path(out_model_dir)
     scratch = Path(scratch_dir) if scratch_dir else out_model_dir.parent / "trainer"
+    verified_weights(base_dir)  # a changed base checkpoint stops here, before training
     inputs = input_shas(base_dir, train_jsonl)  # hashed once: training data can be large
     if resume_from == "auto":
         fingerprint = run_fingerprint(inputs, lr, seed, params, world_size())
@@ -394,6 +400,7 @@ def run(
     unwrapped = trainer.accelerator.unwrap_model(trainer.model)
     unwrapped.save_pretrained(str(out_model_dir), state_dict=state_dict)
     session.tokenizer.save_pretrained(str(out_model_dir))
+    model_sha = weights_digest(out_model_dir)  # what every reader of these weights checks
     tokens_seen, session_tokens = tokens_from_log(history, session_starts(scratch))
     per_device, accumulation = batch_layout(ft, world_size())
     record = provenance.record(
@@ -406,6 +413,7 @@ def run(
         finite_weights=finite,
         lr=lr,
         seed=seed,
+        model_sha=model_sha,
         **inputs,
         examples=len(rows),
         # TRL drops rows whose completion truncation to max_length removed entirely.
