@@ -19,7 +19,6 @@ import overtrained.core.config
 import overtrained.execution.cpu_kernels
 import overtrained.execution.job_server
 import overtrained.evaluation.lm_eval_index
-import overtrained.hub.pins
 import overtrained.execution.slurm_profile
 import overtrained.workflow as W
 
@@ -35,15 +34,12 @@ if not workflow.overwrite_configfiles:
 
 
 try:
-    config = overtrained.core.config.load(config)
-    overtrained.evaluation.lm_eval_index.check_suites(config)
+    # The checks `overtrained validate` makes too; hub families get their commit shas.
+    config = W.plan_config(config, report=lambda line: print(line, file=sys.stderr))
     # Every job (local, job server, Slurm) inherits the kernel pins: one machine's digits.
     overtrained.execution.cpu_kernels.pin(config["execution"]["cpu_kernels"])
     # Under --executor slurm: the profile's and the rules' resources, before any submission.
     overtrained.execution.slurm_profile.check_workflow(workflow, config)
-    # Hub families: budgets and branches -> commit shas, from (or into) the pinned manifest.
-    for line in overtrained.hub.pins.pin_config(config):
-        print(line, file=sys.stderr)
 except overtrained.core.config.ConfigError as error:
     sys.exit(f"Config error: {error}")
 

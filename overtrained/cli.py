@@ -22,8 +22,11 @@ from overtrained.core import units
 
 
 def validate(args: argparse.Namespace) -> int:
+    from overtrained import workflow
+
     try:
-        cfg = config_module.load_file(args.config)
+        raw = config_module.read_file(args.config)
+        cfg = workflow.plan_config(raw, report=lambda line: print(line, file=sys.stderr))
     except config_module.ConfigError as error:
         print(f"Config error: {error}", file=sys.stderr)
         return 2

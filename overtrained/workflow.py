@@ -22,6 +22,28 @@ from overtrained.analysis.figures import FIGURES  # noqa: F401 (the figures rule
 from overtrained.core.config import ID_PREFIX, MINI_PREFIX, is_repo_task
 from overtrained.core.units import format_lr, format_tokens, parse_tokens
 
+
+def plan_config(raw: dict | None, report=print) -> dict:
+    """Every check the workflow makes before it plans a job, on a config as Snakemake (or
+    `overtrained validate`) read it: the schema and cross-field rules, the lm-eval suites'
+    task names, and the hub families' pins (read from, or written into, the manifest;
+    `report` gets the lines about new or moved pins). Raises ConfigError."""
+    from overtrained.core import config
+    from overtrained.evaluation import lm_eval_index
+    from overtrained.hub import pins
+
+    if not raw:
+        raise config.ConfigError(
+            "the config is empty: it would run the schema's defaults, which is rarely meant; "
+            "use config.yaml, or write the sections you want"
+        )
+    cfg = config.load(raw)
+    lm_eval_index.check_suites(cfg)
+    for line in pins.pin_config(cfg):
+        report(line)
+    return cfg
+
+
 RESULTS = "results"
 # The results layout, spelled once: the rules' outputs and the target lists below are these
 # patterns, filled in by `path`. {model} is `base` or ft/{task}/lr{lr}/seed{seed}.

@@ -155,3 +155,37 @@ def test_scratch_folders_are_per_working_directory(tmp_path):
 def test_misplaced_settings_are_config_errors(raw, message):
     with pytest.raises(C.ConfigError, match=message):
         C.load(raw)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"families: [\n", "not valid YAML (line 2, column 1)"),
+        (b"- a\n- b\n", "must be a mapping of sections such as `families:`"),
+        (b"42\n", "(see config.yaml), not a number"),
+        (b"\xff\xfe", "not UTF-8 text"),
+        (b"", "the config is empty"),
+        (None, "no such file"),
+        ("dir", "a directory, not a config file"),
+    ],
+)
+def test_validate_answers_any_file_in_one_line(tmp_path, capsys, content, message):
+    """`overtrained validate` runs the workflow's own checks (workflow.plan_config) and
+    never prints a traceback, whatever file it is given."""
+    path = tmp_path / "config.yaml"
+    if content == "dir":
+        path.mkdir()
+    elif content is not None:
+        path.write_bytes(content)
+    assert cli.main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_validate_checks_suite_task_names_like_the_workflow(tmp_path, capsys):
+    raw = yaml.safe_load((workflow.PACKAGE_DIR.parent / "config.yaml").read_text())
+    raw["evaluate"]["suites"]["mini"]["tasks"].append("arc_eazy")
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert cli.main(["validate", str(path)]) == 2
+    assert "'arc_eazy' is not an lm-eval task" in capsys.readouterr().err

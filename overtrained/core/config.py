@@ -356,5 +356,27 @@ def _canonical(value):
 
 
 def load_file(path: str | Path) -> dict:
-    with open(path, encoding="utf-8") as f:
-        return load(yaml.safe_load(f))
+    """`load` of a YAML file."""
+    return load(read_file(path))
+
+
+def read_file(path: str | Path):
+    """A YAML file's content; a file that cannot be read as YAML is a ConfigError too."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: a directory, not a config file") from None
+    except UnicodeDecodeError as error:
+        reason = f"{error.reason} at byte {error.start}"
+        raise ConfigError(f"{path}: not UTF-8 text ({reason})") from None
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        at = f" (line {where.line + 1}, column {where.column + 1})" if where else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{at}: {problem}") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot be read ({error.strerror})") from None
+    return raw

@@ -152,9 +152,17 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"{where}: {error.message}"
 
 
+_YAML_KINDS = {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}
+
+
 def validate(raw: dict | None) -> dict:
     """A copy of `raw` with the schema's defaults filled in, or the ConfigError of the first
     violation (the one nearest the top of the config: it names the outermost key)."""
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(
+            "the config must be a mapping of sections such as `families:` and `finetune:` "
+            f"(see config.yaml), not a {_YAML_KINDS.get(type(raw), type(raw).__name__)}"
+        )
     cfg = copy.deepcopy(dict(raw or {}))
     schema = load_schema()
     _fill_defaults(cfg, schema, schema)
