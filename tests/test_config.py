@@ -59,6 +59,23 @@ def test_shipped_config_is_valid():
     ("patch", "expected"),
     [
         (lambda c: c.update(finetun={}), "finetun: unknown key"),
+        # what a job would discover late, caught at plan time
+        (
+            lambda c: c["families"]["mini"].__setitem__("seeds", [2**32]),
+            "families.mini.seeds[0]: 4294967296 is greater than the maximum",
+        ),
+        (
+            lambda c: c["finetune"].__setitem__("seeds", [2**64]),
+            "finetune.seeds[0]: 18446744073709551616 is greater than the maximum",
+        ),
+        (
+            lambda c: c["families"]["mini"].__setitem__("budgets", ["1M", "1T"]),
+            "families.mini.budgets: 1T tokens is beyond what a pretrain family",
+        ),
+        (
+            lambda c: c["families"]["mini"]["corpus"].update(heldout_topics=48),
+            "families.mini.corpus.heldout_topics: 48 held-out topics leave none",
+        ),
         # `$` in Python matches before a final newline: names must match in full
         (
             lambda c: c["families"].__setitem__("mini\n", c["families"].pop("mini")),

@@ -34,6 +34,11 @@ def is_repo_task(name: str) -> bool:
 TOPIC_LABELS = 8  # labels of the topic_classification task (tasks.make_task's default)
 
 
+# The synthetic corpus's token stream is generated on one core and held in memory (4 bytes
+# a token): 4B tokens is 16 GiB and hours of generation, past anything a miniature needs.
+MAX_PRETRAIN_TOKENS = 4 * 10**9
+
+
 def _cross_checks(cfg: dict) -> None:
     """Rules that a JSON schema cannot express."""
     ft = cfg["finetune"]
@@ -85,6 +90,19 @@ def _cross_checks(cfg: dict) -> None:
                 f"{name!r} (training.seq_len {train['seq_len']}); lower max_length"
             )
         budgets = _token_budgets(f"{where}.budgets", fam["budgets"])
+        if max(budgets) > MAX_PRETRAIN_TOKENS:
+            raise ConfigError(
+                f"{where}.budgets: {format_tokens(max(budgets))} tokens is beyond what a "
+                f"pretrain family generates and trains on a CPU (at most "
+                f"{format_tokens(MAX_PRETRAIN_TOKENS)}: the corpus stream is held in memory); "
+                "for a large model's checkpoints use a hub family (source: hub)"
+            )
+        corpus = fam["corpus"]
+        if corpus["heldout_topics"] >= corpus["n_topics"]:
+            raise ConfigError(
+                f"{where}.corpus.heldout_topics: {corpus['heldout_topics']} held-out topics "
+                f"leave none of the {corpus['n_topics']} topics to pre-train on; lower it"
+            )
         tokens_per_step = train["batch_size"] * train["seq_len"]
         warmup = parse_tokens(train["warmup_tokens"])
         stable_end = min(budgets) * (
