@@ -2,6 +2,7 @@
 
 import copy
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -149,6 +150,8 @@ def test_scratch_folders_are_per_working_directory(tmp_path):
     ("raw", "message"),
     [
         ({"finetune": {"scratch_dir": "results/ckpt"}}, "inside the workflow's outputs"),
+        ({"finetune": {"scratch_dir": "x/../results/ckpt"}}, "inside the workflow's outputs"),
+        ({"finetune": {"scratch_dir": str(Path.cwd() / "logs")}}, "inside the workflow's outputs"),
         ({"evaluate": {"suites": {"s": {"tasks": ["mini_dataset"]}}}}, "not a miniature task"),
     ],
 )

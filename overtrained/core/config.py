@@ -9,6 +9,7 @@ problem becomes a `ConfigError` whose one-line message names the key path
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import yaml
@@ -277,8 +278,11 @@ def _check_batch(ft: dict) -> None:
             f"{devices} device(s) x per_device_batch_size {ft['per_device_batch_size']} x a whole "
             "number of accumulation steps; make batch_size a multiple of their product"
         )
-    scratch = Path(ft["scratch_dir"])
-    if not scratch.is_absolute() and scratch.parts and scratch.parts[0] in ("results", "logs"):
+    # Relative to the working directory (where the run's results/ and logs/ are), with
+    # `x/../results` and absolute spellings of the same folders caught too.
+    scratch = Path(os.path.normpath(Path.cwd() / ft["scratch_dir"])).relative_to(Path.cwd().anchor)
+    outputs = [(Path.cwd() / d).relative_to(Path.cwd().anchor) for d in ("results", "logs")]
+    if any(scratch == d or d in scratch.parents for d in outputs):
         raise ConfigError(
             f"finetune.scratch_dir: {ft['scratch_dir']!r} is inside the workflow's outputs, "
             "which the trainer checkpoints must stay out of; use e.g. 'scratch'"
