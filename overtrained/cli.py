@@ -156,7 +156,13 @@ def seed_split(args: argparse.Namespace) -> int:
     try:
         sets = [[int(s) for s in part.split(",")] for part in args.sets]
         cfg = config_module.load_file(args.config) if args.config else None
-        split = claims.seed_split(pd.read_parquet(path), sets, cfg)
+        metrics = pd.read_parquet(path)
+        if args.families:
+            unknown = sorted(set(args.families) - set(metrics["family"].dropna()))
+            if unknown:
+                raise ValueError(f"no family {', '.join(unknown)} in {path}")
+            metrics = metrics[metrics["family"].isin(args.families)]
+        split = claims.seed_split(metrics, sets, cfg)
     except (ValueError, config_module.ConfigError) as error:
         print(f"Error: {error}", file=sys.stderr)
         return 2
@@ -259,6 +265,12 @@ def main(argv: list[str] | None = None) -> int:
         "the run has several, else fine-tuning and noise seeds)",
     )
     p.add_argument("--config", help="the run's config (labels claims with schedule and size)")
+    p.add_argument(
+        "--families",
+        nargs="+",
+        metavar="FAMILY",
+        help="only these families (those that have every seed of the sets)",
+    )
     p.add_argument("--out", help="also write the Markdown table here")
     p.set_defaults(func=seed_split)
     p = sub.add_parser(
