@@ -27,13 +27,10 @@ import pyarrow.parquet as pq
 
 from overtrained.analysis import aggregate, statistics, vocabulary
 
-# --- what is measured, and which way is better ---------------------------------------------
+# --- what is measured, and which way is better (vocabulary.py) ------------------------------
 
-LOWER_IS_BETTER = ("pretrain_loss", "id_loss")
-# lm-eval accuracies ("exact_match[filter]" too); a suite's "average" row is made of these.
-HIGHER_IS_BETTER = ("acc", "acc_norm", "exact_match")
-AVERAGE = "average"  # eval_task of a suite's benchmark-average row (the paper's headline)
-# Suites that are not lm-eval suites (their rows are probes, bookkeeping or perturbations).
+# eval_task of a suite's benchmark-average row (the paper's headline), made of accuracies
+AVERAGE = "average"
 SELECTION_METRIC = "id_loss"
 # Absolute half-width of "no practical change", in the metric's units (nats; accuracy as a
 # fraction, so 0.01 is one point). A metric not listed uses DEFAULT_TOLERANCE.
@@ -114,9 +111,9 @@ CURVE = ["family", "ft_task", "suite", "metric", "eval_task"]
 def direction(metric: str) -> str | None:
     """'lower' or 'higher' (is better) for an analysed metric, None for any other."""
     name = metric.split("[", 1)[0]  # lm-eval filtered metrics: "exact_match[strict-match]"
-    if name in LOWER_IS_BETTER:
+    if name in vocabulary.LOWER_IS_BETTER:
         return "lower"
-    if name in HIGHER_IS_BETTER:
+    if name in vocabulary.ACCURACIES:
         return "higher"
     return None
 

@@ -43,9 +43,8 @@ PAGES = ("overtraining", "best_lr", "provenance")
 
 BASE = "base (not fine-tuned)"
 # Suites whose rows are not lm-eval results (probes, bookkeeping, perturbations, judge).
-ACCURACIES = ("acc", "acc_norm", "exact_match")  # higher is better; exact_match[filter] too
 # A benchmark's panel in `id_ood` shows the first of these it reports.
-BENCHMARK_METRICS = (*ACCURACIES, "bits_per_byte", "word_perplexity", "byte_perplexity")
+BENCHMARK_METRICS = (*vocabulary.ACCURACIES, "bits_per_byte", "word_perplexity", "byte_perplexity")
 
 
 @dataclass
@@ -136,7 +135,7 @@ def _lm_eval(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _is_accuracy(metric: str) -> bool:
-    return metric.split("[", 1)[0] in ACCURACIES
+    return metric.split("[", 1)[0] in vocabulary.ACCURACIES
 
 
 def _first_metric(metrics, preference) -> str | None:
@@ -173,7 +172,7 @@ def benchmarks(d: Data) -> dict[str, Panel]:
     tuned = at_tuned_lr(df[df["model"] == "finetuned"], d.best_lr)
     panels = {}
     for suite, rows in _lm_eval(df).groupby("suite"):
-        metric = _first_metric(rows["metric"].unique(), ACCURACIES)
+        metric = _first_metric(rows["metric"].unique(), vocabulary.ACCURACIES)
         if metric is None:
             continue
         rows = rows[rows["metric"] == metric]
