@@ -180,14 +180,16 @@ def _scrubbed(obj: Any) -> Any:
 RECORD_SHA = "record_sha256"  # a record's hash of itself: a hand edit shows
 
 
-def write_json(path: str | Path, obj: Any) -> None:
+def write_json(path: str | Path, obj: Any) -> Any:
     """Write a record atomically (a killed job leaves no half file), with secrets scrubbed
-    and, for a mapping, its own hash (RECORD_SHA) so that an edit after the job shows."""
+    and, for a mapping, its own hash (RECORD_SHA) so that an edit after the job shows.
+    Returns what was written."""
     obj = json.loads(json.dumps(_scrubbed(obj), default=str))  # as it will be read back
     if isinstance(obj, dict):
         obj.pop(RECORD_SHA, None)
         obj[RECORD_SHA] = sha256_json(obj)
     jsonio.write_json(path, obj)
+    return obj
 
 
 def edited(record: Any) -> bool:

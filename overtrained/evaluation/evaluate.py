@@ -235,5 +235,5 @@ def run(
         dtype=str(lm.model.dtype).removeprefix("torch."),
         batch_size=suite["batch_size"],
     )
-    provenance.write_json(out_json, record)
+    record = provenance.write_json(out_json, record)  # as written: scrubbed, hashed
     return record

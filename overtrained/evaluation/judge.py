@@ -103,5 +103,5 @@ def run(
         responses_sha256=provenance.sha256_file(answers),
         model_sha=digest,
     )
-    provenance.write_json(out_json, record)
+    record = provenance.write_json(out_json, record)  # as written: scrubbed, hashed
     return record

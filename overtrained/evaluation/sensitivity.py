@@ -126,5 +126,5 @@ def run(
         model_sha=digest,
         dtype=str(next(iter(model.parameters())).dtype).removeprefix("torch."),
     )
-    provenance.write_json(out_json, record)
+    record = provenance.write_json(out_json, record)  # as written: scrubbed, hashed
     return record

@@ -436,7 +436,7 @@ def run(
         },
         **_peak_memory_mib(device),
     )
-    provenance.write_json(out_train_json, record)
+    record = provenance.write_json(out_train_json, record)  # as written: scrubbed, hashed
     shutil.rmtree(scratch, ignore_errors=True)
     return record
 

@@ -340,5 +340,5 @@ def run_checkpoint(
         final_train_loss=curve[-1][2] if curve else None,
         sha=provenance.sha256_file(out_dir / "model.safetensors"),
     )
-    provenance.write_json(out_dir / "provenance.json", record)
+    record = provenance.write_json(out_dir / "provenance.json", record)  # as written
     return record
