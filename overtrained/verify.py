@@ -18,12 +18,6 @@ from overtrained.core import jsonio, provenance
 from overtrained.models.loading import LoadingError, weights_digest
 
 
-def _producer_sha(record: dict, folder: Path) -> str | None:
-    if folder.name == "base":
-        return record.get("sha") if record.get("family_source") == "pretrain" else None
-    return record.get("model_sha")
-
-
 def problems(run: str | Path) -> tuple[int, list[str]]:
     """(files checked, one line per problem: the file, what changed, how to remake it)."""
     results = Path(run) / "results"
@@ -49,7 +43,7 @@ def problems(run: str | Path) -> tuple[int, list[str]]:
             folder = path.parent / "model"
         else:
             continue
-        expected = _producer_sha(record, path.parent)
+        expected = provenance.weights_sha(record)
         weights_sha[path.parent] = expected
         if not expected or not folder.is_dir():
             continue  # a hub checkpoint (checked when loaded), or temporary weights

@@ -88,10 +88,7 @@ def _device(record: dict) -> str:
 
 
 def _base_sha(columns: dict, checkpoints: dict) -> str | None:
-    """The weights sha a pre-trained checkpoint's record holds (hub checkpoints are checked
-    file by file when loaded, against the download's record)."""
-    record = checkpoints[(columns["family"], columns["checkpoint"])][1]
-    return record.get("sha") if record.get("family_source") == "pretrain" else None
+    return provenance.weights_sha(checkpoints[(columns["family"], columns["checkpoint"])][1])
 
 
 def _checkpoint_columns(family: str, ckpt_name: str, checkpoints: dict) -> dict:
@@ -183,7 +180,7 @@ def collect(
     trained_sha = {}  # a fine-tuned model's folder -> the sha its fine-tuning recorded
     for path in trainings:
         record = checked(jsonio.read_json(path), path)
-        trained_sha[str(Path(path).parent)] = record.get("model_sha")
+        trained_sha[str(Path(path).parent)] = provenance.weights_sha(record)
         base = {**_identity(path, index), **_job_columns(record, path), "suite": "train"}
         for metric in (
             "final_train_loss",

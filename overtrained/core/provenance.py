@@ -192,6 +192,15 @@ def write_json(path: str | Path, obj: Any) -> Any:
     return obj
 
 
+def weights_sha(record: dict) -> str | None:
+    """The sha of the weights a producing job recorded: a fine-tuning run's `model_sha`, a
+    pre-trained checkpoint's `sha`; None for a hub download (its files are checked by size
+    when loaded, against the download's record)."""
+    if record.get("model_sha"):
+        return record["model_sha"]
+    return record.get("sha") if record.get("family_source") == "pretrain" else None
+
+
 def edited(record: Any) -> bool:
     """Whether a record read back no longer matches the hash it was written with (records
     written before RECORD_SHA existed, and non-mappings, cannot tell: False)."""

@@ -10,7 +10,6 @@ reports "main" as the revision of a loaded model).
 from __future__ import annotations
 
 import copy
-import functools
 import os
 import time
 from pathlib import Path
@@ -189,27 +188,25 @@ def run(
             tasks.append(id_task_config(name, mini_test_files[name], pattern, max_gen))
         else:
             tasks.append(name)
-    run_suite = functools.partial(
-        lm_eval.simple_evaluate,
-        model=lm,
-        tasks=tasks,
-        num_fewshot=suite["num_fewshot"],
-        limit=suite["limit"],
-        # Indexing lm-eval's ~26k bundled task YAMLs costs ~12 s: only when a suite needs them.
-        task_manager=TaskManager(
-            include_path=str(TASK_DIR),
-            include_defaults=any(isinstance(task, str) for task in tasks),
-        ),
-        log_samples=False,
-        bootstrap_iters=100,
-        random_seed=0,
-        numpy_random_seed=1234,
-        torch_random_seed=1234,
-        fewshot_random_seed=1234,
-    )
     failure = None
     try:
-        results = run_suite()
+        results = lm_eval.simple_evaluate(
+            model=lm,
+            tasks=tasks,
+            num_fewshot=suite["num_fewshot"],
+            limit=suite["limit"],
+            # Indexing lm-eval's ~26k bundled task YAMLs costs ~12 s: only when a suite needs them.
+            task_manager=TaskManager(
+                include_path=str(TASK_DIR),
+                include_defaults=any(isinstance(task, str) for task in tasks),
+            ),
+            log_samples=False,
+            bootstrap_iters=100,
+            random_seed=0,
+            numpy_random_seed=1234,
+            torch_random_seed=1234,
+            fewshot_random_seed=1234,
+        )
     except (OverflowError, FloatingPointError) as error:
         # A diverged model's losses are astronomically large: lm-eval's perplexities overflow.
         # That is a result of the sweep, not a reason to stop it: no metrics, and why.

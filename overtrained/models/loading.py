@@ -258,13 +258,9 @@ def verified_weights(model_dir: str | Path) -> str:
 
 
 def _producer_sha(model_dir: Path) -> tuple[Path | None, str | None]:
-    base = model_dir / "provenance.json"
-    if base.is_file():
-        record = jsonio.read_json(base)
-        return base, record.get("sha") if record.get("family_source") == "pretrain" else None
-    train = model_dir.parent / "train.json"
-    if train.is_file():
-        return train, jsonio.read_json(train).get("model_sha")
+    for record_path in (model_dir / "provenance.json", model_dir.parent / "train.json"):
+        if record_path.is_file():
+            return record_path, provenance.weights_sha(jsonio.read_json(record_path))
     return None, None
 
 
