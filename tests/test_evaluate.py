@@ -77,10 +77,18 @@ def test_normalise_lm_eval_result_dict():
     assert len(rows) == 3
 
 
-def test_suite_runs_offline_on_a_tiny_checkpoint(checkpoint_dir, task_files, tmp_path):
+def test_suite_runs_offline_on_a_tiny_checkpoint(
+    checkpoint_dir, task_files, tmp_path, monkeypatch
+):
     suite = {"tasks": sorted(task_files), "num_fewshot": 0, "limit": 4, "batch_size": 8}
     out = tmp_path / "mini.json"
+    from torch.utils import collect_env
+
+    surveyed = collect_env.get_pretty_env_info
+    surveys = []  # torch's system survey (pip list, nvidia-smi, ...: 0.8 s) is not run
+    monkeypatch.setattr(collect_env, "run", lambda command: surveys.append(command))
     evaluate.run(checkpoint_dir, suite, task_files, out, params={"code": "t"})
+    assert surveys == [] and collect_env.get_pretty_env_info is surveyed
     record = jsonio.read_json(out)
     metrics = {(m["task"], m["metric"]) for m in record["metrics"]}
     assert ("mini_arithmetic", "acc") in metrics

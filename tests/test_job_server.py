@@ -26,7 +26,7 @@ CLIENT = REPO / "tests/drivers/job_server_client.py"
 # A rule script: hands itself over, then reports where and how it ran.
 SCRIPT = textwrap.dedent(
     """
-    import json, os, signal, sys, time
+    import gc, json, os, signal, sys, time
     from pathlib import Path
 
     from overtrained.execution.job_server import hand_over
@@ -47,6 +47,11 @@ SCRIPT = textwrap.dedent(
         "env": dict(os.environ),
         "path": sys.path,
         "torch_loaded_before_the_job": "torch" in sys.modules,
+        "frozen_objects": gc.get_freeze_count(),
+        "weight_renamings_cached": (
+            sys.modules["transformers.conversion_mapping"]._checkpoint_conversion_mapping_cache
+            is not None
+        ) if "transformers.conversion_mapping" in sys.modules else None,
         "marker": _probe_marker.VALUE,
     }))
     print("to stdout")
@@ -120,6 +125,10 @@ def test_a_job_runs_in_a_warm_worker_with_its_own_folder_streams_and_environment
     assert code == 0, err
     report = json.loads((tmp_path / "job/report.json").read_text())
     assert report["torch_loaded_before_the_job"]  # the worker is a fork of the warm server
+    # What the server preloaded is frozen out of the worker's garbage collections, and the
+    # library caches it warmed are the worker's (each once cost every job 0.2-0.5 s).
+    assert report["frozen_objects"] > 100_000
+    assert report["weight_renamings_cached"] is True
     assert report["cwd"] == str(tmp_path / "job")
     assert out == "to stdout\n" and err == "to stderr\n"  # the client's own streams
     _, env = package

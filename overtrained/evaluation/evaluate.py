@@ -9,6 +9,7 @@ reports "main" as the revision of a loaded model).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import time
@@ -84,6 +85,21 @@ def normalise(results: dict) -> list[dict]:
                 }
             )
     return rows
+
+
+@contextlib.contextmanager
+def no_system_survey():
+    """simple_evaluate adds torch's collect_env report to its results: it runs `pip list`,
+    `nvidia-smi` and others in subprocesses (0.8 s per job). This workflow keeps none of it
+    (each record has its own package versions), so lm-eval gets a one-line note instead."""
+    from torch.utils import collect_env
+
+    surveyed = collect_env.get_pretty_env_info
+    collect_env.get_pretty_env_info = lambda: "not collected: see the record's versions"
+    try:
+        yield
+    finally:
+        collect_env.get_pretty_env_info = surveyed
 
 
 CPU_BATCH_SIZE = 64  # what batch_size "auto" means without a GPU
@@ -190,23 +206,24 @@ def run(
             tasks.append(name)
     failure = None
     try:
-        results = lm_eval.simple_evaluate(
-            model=lm,
-            tasks=tasks,
-            num_fewshot=suite["num_fewshot"],
-            limit=suite["limit"],
-            # Indexing lm-eval's ~26k bundled task YAMLs costs ~12 s: only when a suite needs them.
-            task_manager=TaskManager(
-                include_path=str(TASK_DIR),
-                include_defaults=any(isinstance(task, str) for task in tasks),
-            ),
-            log_samples=False,
-            bootstrap_iters=100,
-            random_seed=0,
-            numpy_random_seed=1234,
-            torch_random_seed=1234,
-            fewshot_random_seed=1234,
-        )
+        with no_system_survey():
+            results = lm_eval.simple_evaluate(
+                model=lm,
+                tasks=tasks,
+                num_fewshot=suite["num_fewshot"],
+                limit=suite["limit"],
+                # Indexing lm-eval's ~26k bundled task YAMLs takes ~12 s: only if a suite needs it.
+                task_manager=TaskManager(
+                    include_path=str(TASK_DIR),
+                    include_defaults=any(isinstance(task, str) for task in tasks),
+                ),
+                log_samples=False,
+                bootstrap_iters=100,
+                random_seed=0,
+                numpy_random_seed=1234,
+                torch_random_seed=1234,
+                fewshot_random_seed=1234,
+            )
     except (OverflowError, FloatingPointError) as error:
         # A diverged model's losses are astronomically large: lm-eval's perplexities overflow.
         # That is a result of the sweep, not a reason to stop it: no metrics, and why.
