@@ -77,9 +77,7 @@ def test_normalise_lm_eval_result_dict():
     assert len(rows) == 3
 
 
-def test_suite_runs_offline_on_a_tiny_checkpoint(
-    checkpoint_dir, task_files, tmp_path, monkeypatch
-):
+def test_suite_runs_offline_on_a_tiny_checkpoint(checkpoint_dir, task_files, tmp_path, monkeypatch):
     suite = {"tasks": sorted(task_files), "num_fewshot": 0, "limit": 4, "batch_size": 8}
     out = tmp_path / "mini.json"
     from torch.utils import collect_env
