@@ -91,6 +91,32 @@ def test_trunk_and_branches_produce_checkpoints(family, corpus_dir, tmp_path):
     assert record["loss_curve"][-1][1] == pytest.approx(0.0, abs=1e-12)  # decayed to min_lr 0
 
 
+def test_a_long_run_reports_its_progress_and_computes_the_same(
+    family, corpus_dir, tmp_path, monkeypatch, capsys
+):
+    """A trunk writes where it is to its log (here after every step; in a job every 30 s) and
+    when it saves a state; the states are bit-identical to a run that reports nothing."""
+    states = {b: tmp_path / f"quiet-{b}.safetensors" for b in family["budgets"]}
+    monkeypatch.setattr(pretrain, "PROGRESS_SECONDS", 1e9)  # one line: the last step
+    pretrain.run_trunk(family, 0, corpus_dir, states)
+    quiet = capsys.readouterr().out
+    monkeypatch.setattr(pretrain, "PROGRESS_SECONDS", 0.0)
+    chatty = {b: tmp_path / f"chatty-{b}.safetensors" for b in family["budgets"]}
+    result = pretrain.run_trunk(family, 0, corpus_dir, chatty)
+    lines = capsys.readouterr().out.splitlines()
+    steps = result["steps"]
+    progress = [line for line in lines if "trunk seed 0: step" in line]
+    assert len(progress) == steps
+    assert f"step {steps:,}/{steps:,} (100.0%)" in progress[-1] and "min left" in progress[-1]
+    assert sum("saved the" in line for line in lines) == len(family["budgets"])
+    assert sum("trunk seed 0: step" in line for line in quiet.splitlines()) == 1
+    from safetensors.torch import load_file
+
+    for budget in family["budgets"]:  # (the header's key order is not fixed: compare tensors)
+        a, b = load_file(states[budget]), load_file(chatty[budget])
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_checkpoint_is_a_loadable_hf_model_with_provenance(checkpoint_dir):
     import transformers
 

@@ -28,6 +28,38 @@ from overtrained.core.units import parse_tokens
 from overtrained.models.model import ModelShape, Olmo2LM, save_checkpoint
 
 STARTUP: dict[str, float] = {}
+PROGRESS_SECONDS = 30.0  # a long run says how far it is at least this often
+
+
+class Progress:
+    """A line in the job's log at most every `every` seconds (step, tokens, last logged loss,
+    speed, time left), so that a slow job can be told from a hung one. Timing only: what
+    the run computes is the same with or without it."""
+
+    def __init__(self, label: str, total_steps: int, tokens_per_step: int, every=None):
+        self.label, self.total, self.tokens_per_step = label, total_steps, tokens_per_step
+        self.every = PROGRESS_SECONDS if every is None else every
+        self.t0 = self.last = time.monotonic()
+        self.first_step: int | None = None
+
+    def update(self, step: int, curve: list) -> None:
+        """After `step` steps (of total_steps) are done."""
+        now = time.monotonic()
+        if self.first_step is None:
+            self.first_step = step - 1  # a resumed run's speed counts its own steps only
+        if now - self.last < self.every and step < self.total:
+            return
+        self.last = now
+        rate = (step - self.first_step) / max(now - self.t0, 1e-9)
+        left = (self.total - step) / rate if rate > 0 else float("nan")
+        loss = f"{curve[-1][2]:.4f}" if curve else "n/a"
+        print(
+            f"{time.strftime('%F %T')} {self.label}: step {step:,}/{self.total:,} "
+            f"({100 * step / self.total:.1f}%), {step * self.tokens_per_step / 1e6:.2f}M "
+            f"tokens, loss {loss}, {rate * self.tokens_per_step:,.0f} tokens/s, "
+            f"about {left / 60:.1f} min left",
+            flush=True,
+        )
 
 
 @dataclass(frozen=True)
@@ -170,6 +202,7 @@ def train_steps(
     end: int,
     train: dict,
     curve: list,
+    progress: Progress | None = None,
 ) -> float:
     """Run optimizer steps [start, end); append (step, lr, loss) to `curve`; return tokens/s."""
     model.train()
@@ -202,6 +235,8 @@ def train_steps(
                     "training.peak_lr"
                 )
             curve.append([step, lr, round(value, 5)])
+        if progress is not None:
+            progress.update(step + 1, curve)
     elapsed = time.perf_counter() - t0
     return tokens / elapsed if elapsed > 0 else float("nan")
 
@@ -277,10 +312,15 @@ def run_trunk(family: dict, seed: int, corpus_dir: Path, out_states: dict[str, P
     schedule = _schedule(train, "constant", points[-1][0])
     curve: list = []
     step, rates = 0, []
+    tokens_per_step = train["batch_size"] * train["seq_len"]
+    progress = Progress(f"trunk seed {seed}", points[-1][0], tokens_per_step)
     for stop, budget in points:
-        rates.append(train_steps(model, optimizer, sampler, schedule, step, stop, train, curve))
+        rates.append(
+            train_steps(model, optimizer, sampler, schedule, step, stop, train, curve, progress)
+        )
         step = stop
         save_state(model, optimizer, step, Path(out_states[budget]))
+        print(f"{time.strftime('%F %T')} saved the {budget} state (step {step:,})", flush=True)
     return {"loss_curve": curve, "tokens_per_second": float(np.nanmean(rates)), "steps": step}
 
 
@@ -310,8 +350,10 @@ def run_checkpoint(
     schedule = _schedule(train, kind, total, decay_start=start)
     tokens_per_second = None  # constant schedule: the checkpoint is the trunk state as is
     if start < total:
+        tokens_per_step = train["batch_size"] * train["seq_len"]
+        progress = Progress(f"{budget} seed {seed}", total, tokens_per_step)
         tokens_per_second = train_steps(
-            model, optimizer, sampler, schedule, start, total, train, curve
+            model, optimizer, sampler, schedule, start, total, train, curve, progress
         )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
