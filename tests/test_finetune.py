@@ -64,6 +64,25 @@ def test_finetune_writes_safetensors_and_a_complete_record(checkpoint_dir, train
     assert record["hyperparameters"]["per_device_batch_size"] == 8
 
 
+def test_a_max_length_no_prompt_fits_in_is_a_config_error_before_training(
+    checkpoint_dir, train_jsonl, tmp_path
+):
+    """TRL would drop every example and fail on `num_samples=0`: name the key instead."""
+    from overtrained.models.loading import load_tokenizer
+
+    rows = jsonio.read_jsonl(train_jsonl)
+    lengths = [len(load_tokenizer(checkpoint_dir)(r["prompt"])["input_ids"]) for r in rows]
+    message = (
+        f"finetune.max_length: {min(lengths)} tokens leave no completion token in any of the "
+        f"32 training examples (their prompts are {min(lengths)}-{max(lengths)} tokens); "
+        f"raise finetune.max_length above {max(lengths)}"
+    )
+    with pytest.raises(config.ConfigError) as info:
+        run(checkpoint_dir, train_jsonl, tmp_path, 1e-3, max_length=min(lengths))
+    assert str(info.value) == message
+    assert not (tmp_path / "train.json").exists()
+
+
 def test_a_diverging_run_stops_early_and_is_recorded_not_raised(
     checkpoint_dir, train_jsonl, tmp_path
 ):

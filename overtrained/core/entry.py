@@ -1,4 +1,5 @@
-"""Shared plumbing of the rule entry points in scripts/: logging into the rule's log file."""
+"""Shared plumbing of the rule entry points in scripts/: logging into the rule's log file, and
+a failure's cause as its last line (see core.errors)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,18 @@ import os
 import sys
 from pathlib import Path
 
+# The job's stderr before its log took it over (Snakemake's console, or Slurm's output file).
+CONSOLE_FD: int | None = None
+
 
 def log_to(path: str | Path, append: bool = False) -> None:
     """Send this process's stdout and stderr (Python and C level) to the rule's log file;
-    `append` keeps the log of earlier attempts (a resumed run's interruption, say)."""
+    `append` keeps the log of earlier attempts (a resumed run's interruption, say). An
+    uncaught error then ends the log with errors.report's line (or its traceback)."""
+    global CONSOLE_FD
+    if CONSOLE_FD is None:
+        CONSOLE_FD = os.dup(2)
+    sys.excepthook = _report_uncaught
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     mode = os.O_APPEND if append else os.O_TRUNC
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | mode, 0o644)
@@ -29,3 +38,9 @@ def log_to(path: str | Path, append: bool = False) -> None:
 def params_dict(params) -> dict:
     """Snakemake's params object as a plain dict (what provenance records)."""
     return {key: value for key, value in params.items()}
+
+
+def _report_uncaught(kind, error, tb) -> None:
+    from overtrained.core import errors
+
+    errors.report(error.with_traceback(tb), CONSOLE_FD)

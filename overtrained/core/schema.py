@@ -13,6 +13,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from overtrained.core.errors import FixableError
+
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 _FLOAT_STRING = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
@@ -41,7 +43,7 @@ _VALIDATOR = jsonschema.validators.extend(
 )
 
 
-class ConfigError(ValueError):
+class ConfigError(FixableError, ValueError):
     """A config problem, described in one line that names the key path."""
 
 

@@ -366,11 +366,16 @@ def run_in_server(smk, script: str, wait: bool = True) -> tuple[int, dict]:
         result = json.loads(reply)
     except (EOFError, OSError, ValueError):
         result = {"status": 1, "usage": {"error": "the worker ended without a status"}}
-        print(
-            f"{USAGE_PREFIX}the worker of this job died without reporting a status",
-            file=sys.stderr,
-            flush=True,
+        why = (
+            f"{USAGE_PREFIX}error: this job's process was killed before it could report "
+            "(most often by the kernel's out-of-memory killer: `dmesg` or `journalctl -k` "
+            "says); give the job more memory or run fewer jobs at once (--cores), then "
+            "re-run snakemake"
         )
+        print(why, file=sys.stderr, flush=True)
+        if smk.log:  # the job's own log says it too
+            with contextlib.suppress(OSError), open(smk.log[0], "a") as log:
+                log.write(why + "\n")
     finally:
         for sig, handler in forwarded.items():
             signal.signal(sig, handler)
@@ -572,8 +577,13 @@ def _run_script(script: str, smk) -> int:
             return code
         print(code, file=sys.stderr)
         return 1
-    except BaseException:  # noqa: BLE001 (a fresh interpreter would print it too)
-        traceback.print_exc()
+    except BaseException as error:  # noqa: BLE001 (a fresh interpreter would print it too)
+        try:  # the job's own (freshly imported) modules, as its fresh process would use
+            from overtrained.core import entry, errors
+
+            errors.report(error, entry.CONSOLE_FD)
+        except Exception:  # noqa: BLE001
+            traceback.print_exc()
         return 1
     return 0
 

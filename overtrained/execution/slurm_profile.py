@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from overtrained.core.config import ConfigError
+from overtrained.core.errors import FixableError
 
 PROFILE_DIR = Path(__file__).resolve().parents[2] / "profiles" / "slurm"
 
@@ -365,7 +366,7 @@ def check_workflow(workflow, cfg: dict) -> None:
     check_cores(settings.cores, rule_resources(cfg))
 
 
-class ProfileError(Exception):
+class ProfileError(FixableError):
     """A profile could not be installed; the one-line message says why and what to do."""
 
 

@@ -21,6 +21,7 @@ import difflib
 import re
 from dataclasses import dataclass
 
+from overtrained.core.errors import FixableError
 from overtrained.core.units import format_tokens, parse_tokens
 
 AMBER_TOKENS_PER_CHECKPOINT = 3_500_000_000  # ours: the paper's "about 3.5B tokens each"
@@ -34,7 +35,7 @@ SCHEMES = {
 }
 
 
-class CheckpointError(ValueError):
+class CheckpointError(FixableError, ValueError):
     """A budget or revision that the repository's branches cannot satisfy, with a suggestion."""
 
 

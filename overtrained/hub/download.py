@@ -45,6 +45,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from overtrained.core.errors import FixableError
 from overtrained.hub import checkpoints
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ _SHA = re.compile(r"^[0-9a-f]{40}$")
 _CHUNK = 8 << 20
 
 
-class DownloadError(ValueError):
+class DownloadError(FixableError, ValueError):
     """A download that cannot go on, in one line that says what to change."""
 
 

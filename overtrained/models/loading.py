@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 
 from overtrained.core import jsonio, provenance
+from overtrained.core.errors import FixableError
 
 SAFETENSORS = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -30,7 +31,7 @@ PICKLE_INDEX = "pytorch_model.bin.index.json"
 SENTENCEPIECE_PACKAGES = ("sentencepiece", "google.protobuf")
 
 
-class LoadingError(ValueError):
+class LoadingError(FixableError, ValueError):
     """A model directory that cannot or may not be loaded; the message says what to do."""
 
 

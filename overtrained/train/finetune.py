@@ -19,6 +19,8 @@ Built for sweeps on shared GPUs:
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import math
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from overtrained.core import jsonio, provenance
+from overtrained.core.errors import FixableError
 from overtrained.core.jsonio import read_jsonl
 from overtrained.models.loading import (
     load_causal_lm,
@@ -55,7 +58,7 @@ RUN_RECORD = "run.json"
 SESSIONS = "sessions.json"  # the step each session of a run started from
 
 
-class DeviceError(RuntimeError):
+class DeviceError(FixableError, RuntimeError):
     """The job does not see the devices or number formats the config asks for."""
 
 
@@ -230,6 +233,17 @@ def prepare_scratch(scratch: Path, fingerprint: dict) -> Path | None:
     return None
 
 
+@contextlib.contextmanager
+def naming_the_disk(folder: Path):
+    """A write that fails for lack of space names no file; say which folder it was."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT) and not error.filename:
+            error.filename = str(folder)
+        raise
+
+
 def checkpoint_step(checkpoint: Path) -> int:
     return int(checkpoint.name.removeprefix(CHECKPOINT_PREFIX))
 
@@ -376,7 +390,8 @@ def run(
     inputs = input_shas(base_dir, train_jsonl)  # hashed once: training data can be large
     if resume_from == "auto":
         fingerprint = run_fingerprint(inputs, lr, seed, params, world_size())
-        resume_from = prepare_scratch(scratch, fingerprint)
+        with naming_the_disk(scratch):
+            resume_from = prepare_scratch(scratch, fingerprint)
     resume_from = Path(resume_from) if resume_from else None
     rows = read_jsonl(train_jsonl)
     session = _session(
@@ -386,7 +401,8 @@ def run(
     if resume_from:
         log.info("resuming from %s", resume_from)
     train_start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    with naming_the_disk(scratch):  # trainer checkpoints go there
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     train_seconds = time.perf_counter() - train_start
     _raise_if_interrupted(trainer, session.stopper, scratch)
     history = trainer.state.log_history
@@ -441,6 +457,21 @@ def run(
     return record
 
 
+def check_room_for_completions(tokenizer, rows: list[dict], max_length: int) -> None:
+    """TRL drops an example whose prompt fills max_length (no completion token is left to
+    learn) and then fails on an empty dataset with a bare `num_samples=0`; say which key
+    to change instead, before any work."""
+    from overtrained.core.schema import ConfigError
+
+    lengths = [len(ids) for ids in tokenizer([r["prompt"] for r in rows])["input_ids"]]
+    if lengths and min(lengths) >= max_length:
+        raise ConfigError(
+            f"finetune.max_length: {max_length} tokens leave no completion token in any of the "
+            f"{len(rows)} training examples (their prompts are {min(lengths)}-{max(lengths)} "
+            f"tokens); raise finetune.max_length above {max(lengths)}"
+        )
+
+
 @dataclass
 class _Session:
     """What one fine-tuning run trains with: the trainer and what `run` reads back from it."""
@@ -468,6 +499,7 @@ def _session(
         base_dir, None, torch.float32, attn_implementation=ft["attn_implementation"], **loading
     )
     tokenizer = load_tokenizer(base_dir, loading.get("trust_remote_code", False))
+    check_room_for_completions(tokenizer, rows, ft["max_length"])
     args = sft_config(ft, lr, seed, str(scratch), device, bf16_ok)
     deadline = job_deadline(ft["resources"]["runtime"], ft["resources"]["save_margin_minutes"] * 60)
     divergence, stopper = _callbacks(ft["divergence_factor"], deadline)
