@@ -339,3 +339,92 @@ def test_id_evaluations_need_a_dataset_task_with_answers(suite_tasks, message):
         config.load(raw)
     raw["evaluate"]["suites"]["id"]["tasks"] = ["id_mr"]
     assert config.load(raw)["evaluate"]["suites"]["id"]["tasks"] == ["id_mr"]
+
+
+def local_task(tmp_path, files: dict[str, str], **task) -> dict:
+    """A config with one local JSON-lines dataset task; `files` name -> text."""
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    data_files = {split: str(tmp_path / name) for split, name in task.pop("splits").items()}
+    definition = {
+        "path": "json",
+        "data_files": data_files,
+        "format": "template",
+        "prompt": "{{ q }} =",
+        "completion": " {{ a }}",
+        **task.pop("dataset", {}),
+    }
+    return {
+        "finetune": {
+            "tasks": {"qa": {"kind": "dataset", "dataset": definition, **task}},
+            "lrs": {"qa": [1e-3]},
+        },
+        "evaluate": {"suites": {}},
+    }
+
+
+ROWS = "".join(json.dumps({"q": f"q{i}", "a": f"a{i}"}) + "\n" for i in range(20))
+
+
+@pytest.mark.parametrize(
+    ("files", "task", "message"),
+    [
+        (  # the templates name a column the rows lack
+            {"train.jsonl": ROWS},
+            {"splits": {"train": "train.jsonl"}, "dataset": {"completion": " {{ answer }}"}},
+            r"finetune.tasks.qa.dataset: the first 'train' row: .*'answer' is undefined.*"
+            r"its columns are: q, a",
+        ),
+        (  # an empty file (a bare StopIteration inside a job before)
+            {"train.jsonl": "\n"},
+            {"splits": {"train": "train.jsonl"}},
+            r"finetune.tasks.qa.dataset.data_files: .*train.jsonl holds no rows",
+        ),
+        (  # more held-out rows than the data has
+            {"train.jsonl": ROWS},
+            {"splits": {"train": "train.jsonl"}, "n_train": 10, "n_test": 50},
+            r"finetune.tasks.qa.n_test: 20 training rows cannot spare 50",
+        ),
+        (  # n_train's default (1000) on 20 rows
+            {"train.jsonl": ROWS},
+            {"splits": {"train": "train.jsonl"}, "n_test": 5},
+            r"finetune.tasks.qa.n_train: 1000 asked for, but 20 rows minus the 5 held out",
+        ),
+        (
+            {"train.jsonl": ROWS, "test.jsonl": "".join(ROWS.splitlines(keepends=True)[:5])},
+            {
+                "splits": {"train": "train.jsonl", "test": "test.jsonl"},
+                "dataset": {"test_split": "test"},
+                "n_train": None,
+                "n_test": 10,
+            },
+            r"finetune.tasks.qa.n_test: 10 asked for, but split 'test' has 5 rows",
+        ),
+        (
+            {"train.jsonl": ROWS},
+            {"splits": {"train": "train.jsonl"}, "dataset": {"test_split": "validation"}},
+            r"test_split: split 'validation' is not in data_files \(it names 'train'\)",
+        ),
+        (
+            {"train.jsonl": "not json\n"},
+            {"splits": {"train": "train.jsonl"}},
+            r"finetune.tasks.qa.dataset.data_files: cannot read the 'train' rows",
+        ),
+    ],
+)
+def test_local_data_problems_are_caught_at_plan_time(tmp_path, files, task, message):
+    raw = local_task(tmp_path, files, **task)
+    with pytest.raises(config.ConfigError, match=message) as info:
+        config.load(raw)
+    assert "\n" not in str(info.value)
+
+
+def test_local_data_that_fits_passes_and_large_files_are_left_to_the_job(tmp_path, monkeypatch):
+    raw = local_task(tmp_path, {"train.jsonl": ROWS}, splits={"train": "train.jsonl"}, n_test=5)
+    raw["finetune"]["tasks"]["qa"]["n_train"] = 15
+    config.load(raw)
+    raw["finetune"]["tasks"]["qa"]["n_train"] = 16
+    with pytest.raises(config.ConfigError, match="n_train: 16 asked for"):
+        config.load(raw)
+    monkeypatch.setattr(dataset_task, "PLAN_READ_BYTES", 10)  # not read at plan time
+    config.load(raw)

@@ -344,6 +344,9 @@ def _resolve_datasets(tasks: dict) -> None:
         try:
             task["dataset"] = dataset_task.resolve(task["dataset"], f"{where}.dataset")
             dataset_task.check(task["dataset"], f"{where}.dataset")
+            dataset_task.check_local_rows(
+                task["dataset"], task["n_train"], task["n_test"], f"{where}.dataset"
+            )
         except ValueError as err:
             message = str(err)
             if not message.startswith(where):

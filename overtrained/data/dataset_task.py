@@ -30,6 +30,7 @@ import numpy as np
 import yaml
 
 from overtrained.core import provenance
+from overtrained.core.errors import FixableError
 
 LIBRARY_PATH = Path(__file__).resolve().parent / "dataset_tasks.yaml"
 BUILDERS = ("json", "csv", "parquet", "text", "arrow")
@@ -68,7 +69,7 @@ CHAT_TEMPLATES = {
 _ASSISTANT_MARK = "\n\nAssistant:"
 
 
-class DatasetTaskError(ValueError):
+class DatasetTaskError(FixableError, ValueError):
     """A dataset task that cannot be loaded or rendered, with what to fix."""
 
 
@@ -160,6 +161,120 @@ def check(defn: dict, where: str) -> None:
             raise DatasetTaskError(f"{where}.answer_pattern: needs a group, as in '#### (.+)'")
     if defn.get("choices") and defn.get("answer_pattern"):
         raise DatasetTaskError(f"{where}: give choices or answer_pattern, not both")
+
+
+# Local files up to this size are read at plan time to count their rows (a quick scan).
+PLAN_READ_BYTES = 256 * 2**20
+
+
+def _split_files(defn: dict, split: str, where: str) -> list[str]:
+    """The local files `load_dataset` reads for one split (data_files as a path or a list
+    are all 'train'; a mapping names its splits)."""
+    files = defn["data_files"]
+    if not isinstance(files, dict):
+        return data_file_list(defn) if split == "train" else []
+    if split not in files:
+        key = "train_split" if split == defn["train_split"] else "test_split"
+        raise DatasetTaskError(
+            f"{where}.{key}: split {split!r} is not in data_files (it names "
+            f"{', '.join(map(repr, files))}); name one of those or add the split's files"
+        )
+    chosen = files[split]
+    return [chosen] if isinstance(chosen, str) else list(chosen)
+
+
+def _read_local_rows(files: list[str], builder: str) -> tuple[int, dict | None] | None:
+    """(row count, first row) of local json/jsonl/csv/parquet files, without `datasets`;
+    None where that would be guesswork (other builders, large or unusual files)."""
+    import csv
+    import json
+
+    if sum(Path(f).stat().st_size for f in files) > PLAN_READ_BYTES:
+        return None
+    count, first = 0, None
+    for file in files:
+        if builder == "parquet" or file.endswith(".parquet"):
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(file)
+            rows = table.num_rows
+            first = first or (table.slice(0, 1).to_pylist() or [None])[0]
+        elif builder == "csv" or file.endswith(".csv"):
+            with open(file, encoding="utf-8", newline="") as f:
+                records = list(csv.DictReader(f))
+            rows, first = len(records), first or (records[0] if records else None)
+        elif builder == "json" and file.endswith((".jsonl", ".json")):
+            text = Path(file).read_text(encoding="utf-8")
+            if file.endswith(".jsonl"):  # JSON lines: a line that is not JSON is an error
+                records = [json.loads(line) for line in text.splitlines() if line.strip()]
+            elif text.lstrip().startswith("["):
+                records = json.loads(text)
+            else:
+                return None  # one object with a `field` of rows, say: the job reads it
+            rows, first = len(records), first or (records[0] if records else None)
+        else:
+            return None
+        count += rows
+    return count, first
+
+
+def check_local_rows(defn: dict, n_train: int | None, n_test: int, where: str) -> None:
+    """What a job would find in a local dataset, found before any job runs: files with no
+    rows, a first row the templates cannot render, fewer rows than n_train and n_test ask
+    for. Hub datasets (not downloaded at plan time) are checked by their jobs."""
+    if is_hub(defn) or not defn.get("data_files"):
+        return
+    builder = defn["path"]
+    splits = {"train": defn["train_split"], "test": defn["test_split"]}
+    sizes = {}
+    for role, split in splits.items():
+        if split is None:
+            continue
+        plain = split.split("[", 1)[0]  # 'train[:50%]' reads the files of 'train'
+        files = _split_files(defn, plain, where)
+        try:
+            read = _read_local_rows(files, builder)
+        except (OSError, ValueError, UnicodeDecodeError) as err:
+            raise DatasetTaskError(
+                f"{where}.data_files: cannot read the {split!r} rows of "
+                f"{', '.join(files)}: {type(err).__name__}: {err}"
+            ) from None
+        if read is None:
+            continue
+        rows, first = read
+        if rows == 0:
+            raise DatasetTaskError(
+                f"{where}.data_files: {', '.join(files)} holds no rows for split {split!r}; "
+                "point data_files at the data"
+            )
+        try:
+            render_row(defn, first)
+        except DatasetTaskError as err:
+            raise DatasetTaskError(f"{where}: the first {split!r} row: {err}") from None
+        if "[" not in split:
+            sizes[role] = rows
+    task = where.rsplit(".", 1)[0]  # finetune.tasks.NAME
+    if "train" in sizes and defn["test_split"] is None:
+        if sizes["train"] <= n_test:
+            raise DatasetTaskError(
+                f"{task}.n_test: {sizes['train']} training rows cannot spare {n_test} for a "
+                "held-out split; lower n_test or name a test_split"
+            )
+        if n_train is not None and sizes["train"] - n_test < n_train:
+            raise DatasetTaskError(
+                f"{task}.n_train: {n_train} asked for, but {sizes['train']} rows minus the "
+                f"{n_test} held out leave {sizes['train'] - n_test}; lower n_train (null = all)"
+            )
+    if "test" in sizes and sizes["test"] < n_test:
+        raise DatasetTaskError(
+            f"{task}.n_test: {n_test} asked for, but split {defn['test_split']!r} has "
+            f"{sizes['test']} rows; lower n_test"
+        )
+    if "train" in sizes and defn["test_split"] and n_train and sizes["train"] < n_train:
+        raise DatasetTaskError(
+            f"{task}.n_train: {n_train} asked for, but split {defn['train_split']!r} has "
+            f"{sizes['train']} rows; lower n_train (null = all)"
+        )
 
 
 @functools.cache
