@@ -15,6 +15,7 @@ min_version("9.0")
 
 sys.path.insert(0, workflow.basedir)
 
+import overtrained.analysis.partial
 import overtrained.core.config
 import overtrained.execution.cpu_kernels
 import overtrained.execution.job_server
@@ -57,6 +58,11 @@ onstart:
         overtrained.execution.slurm_profile.check_workflow(workflow, config)
     except overtrained.core.config.ConfigError as error:
         sys.exit(f"Config error: {error}")
+
+
+onerror:
+    # What the results that exist say, and which are missing and why: results/partial/.
+    overtrained.analysis.partial.on_error(config)
 
 
 wildcard_constraints:

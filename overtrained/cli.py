@@ -6,6 +6,7 @@ overtrained pin [config.yaml] [--repin [BRANCH ...]]   # pin hub checkpoints to 
 overtrained summary [results/] [--format table|csv|json|markdown]   # overtraining verdicts
 overtrained publish RUN --to DIR   # a run's claims, tables (CSV) and figures, for a README
 overtrained verify [RUN]   # does every result file still hold what its job wrote?
+overtrained partial [config.yaml] [--directory RUN]   # tables of an unfinished run, and why
 overtrained install-profile [--name slurm] [--force]   # `snakemake --profile slurm` from anywhere
 overtrained job-server [status|stop]   # the local job server's warm processes
 """
@@ -143,6 +144,27 @@ def verify(args: argparse.Namespace) -> int:
     return 1 if found else 0
 
 
+def partial(args: argparse.Namespace) -> int:
+    import os
+
+    from overtrained import workflow
+    from overtrained.analysis import partial as partial_module
+
+    try:
+        cfg = workflow.plan_config(config_module.read_file(args.config))
+    except config_module.ConfigError as error:
+        print(f"Config error: {error}", file=sys.stderr)
+        return 2
+    os.chdir(args.directory)  # the run's paths are relative to its working directory
+    counts = partial_module.write(cfg)
+    print(
+        f"{counts['present']} results present, {counts['missing']} missing: "
+        f"{partial_module.PARTIAL}/ in {args.directory} ({counts['rows']} rows; "
+        "why each is missing: missing.csv)"
+    )
+    return 1 if counts["missing"] else 0
+
+
 def seed_split(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -251,6 +273,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("run", nargs="?", default=".", help="the run's working directory")
     p.set_defaults(func=verify)
+    p = sub.add_parser(
+        "partial",
+        help="tables from the results of an unfinished run, and which are missing and why",
+    )
+    p.add_argument("config", nargs="?", default="config.yaml", help="the run's config")
+    p.add_argument("--directory", default=".", help="the run's working directory")
+    p.set_defaults(func=partial)
     p = sub.add_parser(
         "seed-split",
         help="the claims on disjoint seed sets of a finished run, side by side: do verdicts agree?",
