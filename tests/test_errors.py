@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -84,3 +86,29 @@ def test_a_fixable_error_is_one_line_and_a_bug_keeps_its_traceback(tmp_path):
     assert log.strip() == "error: finetune.max_length: 8 tokens ...; raise finetune.max_length"
     result, log = job(tmp_path, "{}['missing']\n")
     assert result.returncode == 1 and "Traceback" in log and "KeyError" in log
+
+
+def test_a_stopped_job_says_it_was_stopped(tmp_path):
+    """SIGTERM (Slurm's time limit, scancel) ends the log with one line saying so."""
+    script = tmp_path / "job.py"
+    log = tmp_path / "job.log"
+    script.write_text(
+        "import time\nfrom overtrained.core.entry import log_to\n"
+        f"log_to({str(log)!r})\nprint('working', flush=True)\ntime.sleep(60)\n"
+    )
+    job = subprocess.Popen(
+        [sys.executable, str(script)],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while "working" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    job.send_signal(signal.SIGTERM)
+    _, console = job.communicate(timeout=60)
+    last = log.read_text().splitlines()[-1]
+    assert job.returncode == 1 and last.startswith("error: stopped by SIGTERM after")
+    assert "time limit" in last and "Traceback" not in log.read_text()
+    assert last in console

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 # The job's stderr before its log took it over (Snakemake's console, or Slurm's output file).
@@ -20,6 +22,8 @@ def log_to(path: str | Path, append: bool = False) -> None:
     if CONSOLE_FD is None:
         CONSOLE_FD = os.dup(2)
     sys.excepthook = _report_uncaught
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _stopped)  # (stages with their own handler keep it)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     mode = os.O_APPEND if append else os.O_TRUNC
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | mode, 0o644)
@@ -44,3 +48,18 @@ def _report_uncaught(kind, error, tb) -> None:
     from overtrained.core import errors
 
     errors.report(error.with_traceback(tb), CONSOLE_FD)
+
+
+_STARTED = time.monotonic()
+
+
+def _stopped(signum, _frame) -> None:
+    """SIGTERM (Slurm's time limit, scancel, a stopped Snakemake): say so in the log."""
+    from overtrained.core.errors import Stopped
+
+    raise Stopped(
+        f"stopped by {signal.Signals(signum).name} after {time.monotonic() - _STARTED:.0f} s: "
+        "under Slurm most often the job's time limit (raise the rule's runtime, "
+        "<section>.resources.runtime in the config), otherwise scancel or a stopped snakemake; "
+        "run snakemake again to redo this job"
+    )

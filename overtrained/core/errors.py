@@ -16,6 +16,10 @@ class FixableError(Exception):
     derive from it."""
 
 
+class Stopped(FixableError):
+    """The job was told to stop (SIGTERM) before it finished."""
+
+
 # What the message of torch's CPU and CUDA allocators says when memory runs out.
 _OUT_OF_MEMORY_WORDS = ("out of memory", "can't allocate memory", "not enough memory")
 
