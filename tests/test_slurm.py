@@ -24,7 +24,7 @@ from tests.workflow_helpers import REPO, copy_repo, snakemake
 
 FAIL_ONCE_DRIVER = REPO / "tests/drivers/fail_once"  # sitecustomize: one job fails once
 
-pytestmark = [pytest.mark.workflow, pytest.mark.slurm]
+pytestmark = [pytest.mark.workflow, pytest.mark.slurm, pytest.mark.extended]
 
 # The test overlay of the profile: quick first status checks, short file-system waits.
 FAST = ("--slurm-init-seconds-before-status-checks", "1", "--latency-wait", "5")
