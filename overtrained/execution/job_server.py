@@ -551,6 +551,10 @@ def _worker(conn: socket.socket, fds: list[int], request_bytes: bytes) -> None:
     except BaseException:  # noqa: BLE001 (reported, then the worker exits)
         traceback.print_exc()
         status = 1
+    # The job is over: its client hanging up (the watcher then sends SIGTERM) or a late
+    # signal must not interrupt the report, nor run the job's own handlers (log_to's).
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+        signal.signal(sig, signal.SIG_IGN)
     usage = _usage(forked)
     with contextlib.suppress(Exception):
         import logging
