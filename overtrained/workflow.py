@@ -38,10 +38,45 @@ def plan_config(raw: dict | None, report=print) -> dict:
             "use config.yaml, or write the sections you want"
         )
     cfg = config.load(raw)
+    check_room_for_completions(cfg)
     lm_eval_index.check_suites(cfg)
     for line in pins.pin_config(cfg):
         report(line)
     return cfg
+
+
+def check_room_for_completions(cfg: dict) -> None:
+    """A finetune.max_length at or below the word count of every prompt of a generated task
+    leaves no completion token to learn (the byte-level BPE makes at least one token per
+    word), and TRL would drop every example: say so before any job. Generated tasks are a
+    pure function of the config, so their prompts are known now; the fine-tuning job checks
+    the exact token counts (and dataset tasks) again before it trains."""
+    from overtrained.core.config import ConfigError
+    from overtrained.data import corpus, task_data
+
+    max_length = cfg["finetune"]["max_length"]
+    for family in family_names(cfg, "pretrain"):
+        spec = corpus.CorpusSpec.from_dict(corpus_spec_fields(cfg["families"][family]["corpus"]))
+        for name in ft_tasks(cfg, family):
+            task = cfg["finetune"]["tasks"][name]
+            if task["kind"] == "dataset" or not cfg["finetune"]["lrs"].get(name):
+                continue
+            # 16 prompts first (0.01 s): one short enough settles it; else all of them (~0.5 s).
+            for n_train, n_test in (
+                (min(16, task["n_train"]), 0),
+                (task["n_train"], task["n_test"]),
+            ):
+                train, _ = task_data.make_task(task["kind"], spec, n_train, n_test, task["seed"])
+                words = [len(row["prompt"].split()) for row in train]
+                if not words or min(words) < max_length:
+                    break
+            if words and min(words) >= max_length:
+                raise ConfigError(
+                    f"finetune.max_length: {max_length} tokens leave no completion token in "
+                    f"any training example of task {name!r} of family {family!r} (its prompts "
+                    f"have {min(words)}-{max(words)} words, each at least one token); raise "
+                    f"finetune.max_length well above {max(words)}"
+                )
 
 
 RESULTS = "results"

@@ -192,3 +192,15 @@ def test_validate_checks_suite_task_names_like_the_workflow(tmp_path, capsys):
     path.write_text(yaml.safe_dump(raw))
     assert cli.main(["validate", str(path)]) == 2
     assert "'arc_eazy' is not an lm-eval task" in capsys.readouterr().err
+
+
+def test_a_max_length_below_every_generated_prompt_is_a_plan_time_error():
+    """Generated tasks are a function of the config: a max_length at or below every prompt's
+    word count (each word at least one token) would leave TRL nothing to train on."""
+    raw = yaml.safe_load((workflow.PACKAGE_DIR.parent / "tests/configs/tiny.yaml").read_text())
+    raw["finetune"]["max_length"] = 8  # topic prompts have 9-31 words
+    with pytest.raises(C.ConfigError, match="task 'topic' of family 'tiny'") as info:
+        workflow.plan_config(raw, report=lambda line: None)
+    assert str(info.value).startswith("finetune.max_length: 8 tokens leave no completion token")
+    raw["finetune"]["lrs"]["topic"] = []  # not fine-tuned: its prompts do not matter
+    workflow.plan_config(raw, report=lambda line: None)  # lang and arith have short prompts
