@@ -112,3 +112,12 @@ def test_a_stopped_job_says_it_was_stopped(tmp_path):
     assert job.returncode == 1 and last.startswith("error: stopped by SIGTERM after")
     assert "time limit" in last and "Traceback" not in log.read_text()
     assert last in console
+
+
+def test_a_job_that_runs_out_of_memory_says_so(tmp_path):
+    """torch's CPU allocator refusing 40 TB: the log's last line names the cause and the fix."""
+    result, log = job(tmp_path, "import torch\ntorch.empty(10**13)\n")
+    assert result.returncode == 1 and "Traceback" not in log
+    last = log.splitlines()[-1]
+    assert last.startswith("error: out of memory (RuntimeError: ") and "mem_mb" in last
+    assert "can't allocate memory" in last
