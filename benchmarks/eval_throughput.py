@@ -220,10 +220,7 @@ def run_simple_evaluate(lm, task_config: dict, limit: int | None):
         limit=limit,
         log_samples=False,
         bootstrap_iters=0,
-        random_seed=0,
-        numpy_random_seed=1234,
-        torch_random_seed=1234,
-        fewshot_random_seed=1234,
+        **evaluate.SEEDS,
     )
 
 

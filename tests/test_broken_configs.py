@@ -21,6 +21,8 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from tests.workflow_helpers import snakemake_command  # noqa: E402 (needs REPO on the path)
+
 CORPUS = yaml.safe_load((REPO / "tests/data/broken_configs.yaml").read_text())
 SHIPPED = yaml.safe_load((REPO / "config.yaml").read_text())
 OUTCOMES = ("good", "traceback", "silent", "late", "unclear")
@@ -101,18 +103,7 @@ def validate(case: dict, folder: Path) -> tuple[str, str]:
 def dry_run(case: dict, folder: Path) -> tuple[str, str]:
     path = write_case(case, folder)
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-n",
-            "--snakefile",
-            str(REPO / "Snakefile"),
-            "--directory",
-            str(folder),
-            "--configfile",
-            str(path),
-        ],
+        snakemake_command(folder, "-n", "--configfile", str(path)),
         cwd=folder,
         capture_output=True,
         text=True,

@@ -102,6 +102,13 @@ def no_system_survey():
         collect_env.get_pretty_env_info = surveyed
 
 
+# lm-eval's seeds (its own defaults, written out so that they are recorded with the code).
+SEEDS = {
+    "random_seed": 0,
+    "numpy_random_seed": 1234,
+    "torch_random_seed": 1234,
+    "fewshot_random_seed": 1234,
+}
 CPU_BATCH_SIZE = 64  # what batch_size "auto" means without a GPU
 
 
@@ -219,10 +226,7 @@ def run(
                 ),
                 log_samples=False,
                 bootstrap_iters=100,
-                random_seed=0,
-                numpy_random_seed=1234,
-                torch_random_seed=1234,
-                fewshot_random_seed=1234,
+                **SEEDS,
             )
     except (OverflowError, FloatingPointError) as error:
         # A diverged model's losses are astronomically large: lm-eval's perplexities overflow.
