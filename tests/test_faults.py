@@ -9,6 +9,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -85,22 +86,32 @@ def test_a_hand_edited_record_is_flagged_not_trusted(kept_run, tmp_path):
         record_path.write_text(original)
 
 
-def mount_full_disk(where: Path) -> None:
-    """A 64 KiB tmpfs at `where`, filled to the last byte: every write there gets ENOSPC."""
+def mount_full_disk(where: Path) -> str | None:
+    """A 64 KiB tmpfs at `where`, filled to the last byte: every write there gets ENOSPC.
+    None where no tmpfs can be mounted (not root, a container without the capability),
+    else why not; OVERTRAINED_REQUIRE_TMPFS=1 makes that a failure."""
     where.mkdir(parents=True)
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)], check=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode:
+        why = f"cannot mount a tmpfs here: {mounted.stderr.strip() or mounted.returncode}"
+        assert os.environ.get("OVERTRAINED_REQUIRE_TMPFS") != "1", why
+        return why
     with contextlib.suppress(OSError), open(where / "filler", "wb") as filler:
         while True:
             filler.write(b"\0" * 4096)
             filler.flush()
+    return None
 
 
 @pytest.mark.workflow
 def test_a_sweep_with_three_faults_writes_every_table_it_can_then_recovers(tmp_path):
     """One sweep, three faults: LR 100 diverges (a result, not a failure), the 32K checkpoint
-    is truncated after it was made, and the 16K fine-tuning runs' scratch disk is full.
+    is truncated after it was made, and the 16K fine-tuning runs' scratch disk is full (where
+    a tmpfs can be mounted: root; without one, the first two faults alone).
     With --keep-going every other job runs; the run fails, and its `onerror` writes
     results/partial/: the tables of what exists, and missing.csv naming each missing
     result, its job's log and why. Doing what the messages say then finishes the sweep."""
@@ -120,18 +131,20 @@ def test_a_sweep_with_three_faults_writes_every_table_it_can_then_recovers(tmp_p
     run_scratch = Path(workflow.scratch_dir(cfg, record, str(work)))
     checkpoint_scratch = run_scratch.parents[3]  # .../tiny/16K-seed0: both of its runs
     full = tmp_path / "full"
-    mount_full_disk(full)
+    no_full_disk = mount_full_disk(full)
+    if no_full_disk:  # tests/test_errors.py still checks a full disk's message (/dev/full)
+        warnings.warn(f"the fault sweep runs without its full disk: {no_full_disk}", stacklevel=1)
     try:
         checkpoint_scratch.parent.mkdir(parents=True)
         checkpoint_scratch.symlink_to(full)
         result = snakemake(work, "--cores", "2", "--keep-going", check=False)
     finally:
-        subprocess.run(["umount", str(full)], check=False)
+        subprocess.run(["umount", str(full)], check=False, capture_output=True)
     assert result.returncode != 0
     partial = work / "results/partial"
     missing = pd.read_csv(partial / "missing.csv").set_index("result")
     ft = "results/tiny/{}-seed0/ft/lang/lr{}/seed0/{}"
-    for lr in ("0.001", "100"):  # the full scratch disk: why, in the job's own words
+    for lr in () if no_full_disk else ("0.001", "100"):  # the full disk, in the job's words
         reason = missing.loc[ft.format("16K", lr, "train.json"), "reason"]
         assert reason.startswith(f"error: no space left on the device holding {tmp_path}")
         follow = missing.loc[ft.format("16K", lr, "eval/mini.json"), "reason"]
@@ -145,6 +158,8 @@ def test_a_sweep_with_three_faults_writes_every_table_it_can_then_recovers(tmp_p
         reason = missing.loc[result_file, "reason"]
         assert "holds weights with sha256" in reason and "run snakemake again" in reason
     assert not any(r.startswith("results/tiny/24K") for r in missing.index)
+    if no_full_disk:
+        assert not any(r.startswith("results/tiny/16K") for r in missing.index)
     logs = [work / log for log in missing["log"].dropna() if (work / log).is_file()]
     assert logs and not any("Traceback" in log.read_text() for log in logs)
     metrics = pd.read_parquet(partial / "metrics.parquet")
@@ -152,7 +167,8 @@ def test_a_sweep_with_three_faults_writes_every_table_it_can_then_recovers(tmp_p
     assert not diverged.empty and set(diverged["status"]) == {"diverged"}
     assert set(metrics["checkpoint"].dropna()) == {"16K-seed0", "24K-seed0", "32K-seed0"}
     best = pd.read_parquet(partial / "best_lr.parquet")
-    assert set(best["checkpoint"]) == {"24K-seed0"} and (best["lr"] == 1.0e-3).all()
+    tuned = {"24K-seed0"} | ({"16K-seed0"} if no_full_disk else set())
+    assert set(best["checkpoint"]) == tuned and (best["lr"] == 1.0e-3).all()
     assert not (work / "results/tables/metrics.parquet").exists()  # never a partial as whole
 
     # What the messages say: free the disk, delete the damaged checkpoint's record.
