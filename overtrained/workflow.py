@@ -46,12 +46,11 @@ def plan_config(raw: dict | None, report=print) -> dict:
 
 
 def check_room_for_completions(cfg: dict) -> None:
-    """A finetune.max_length at or below the word count of every prompt of a generated task
-    leaves no completion token to learn (the byte-level BPE makes at least one token per
-    word), and TRL would drop every example: say so before any job. Generated tasks are a
-    pure function of the config, so their prompts are known now; the fine-tuning job checks
-    the exact token counts (and dataset tasks) again before it trains."""
-    from overtrained.core.config import ConfigError
+    """config.check_room_for_completions for the generated tasks, before any job: they are a
+    pure function of the config, and the byte-level BPE makes at least one token per word,
+    so word counts bound token counts from below. The fine-tuning job checks the exact
+    token counts (and dataset tasks) again before it trains."""
+    from overtrained.core.config import check_room_for_completions as check
     from overtrained.data import corpus, task_data
 
     max_length = cfg["finetune"]["max_length"]
@@ -61,22 +60,18 @@ def check_room_for_completions(cfg: dict) -> None:
             task = cfg["finetune"]["tasks"][name]
             if task["kind"] == "dataset" or not cfg["finetune"]["lrs"].get(name):
                 continue
-            # 16 prompts first (0.01 s): one short enough settles it; else all of them (~0.5 s).
-            for n_train, n_test in (
-                (min(16, task["n_train"]), 0),
-                (task["n_train"], task["n_test"]),
-            ):
-                train, _ = task_data.make_task(task["kind"], spec, n_train, n_test, task["seed"])
-                words = [len(row["prompt"].split()) for row in train]
-                if not words or min(words) < max_length:
-                    break
-            if words and min(words) >= max_length:
-                raise ConfigError(
-                    f"finetune.max_length: {max_length} tokens leave no completion token in "
-                    f"any training example of task {name!r} of family {family!r} (its prompts "
-                    f"have {min(words)}-{max(words)} words, each at least one token); raise "
-                    f"finetune.max_length well above {max(words)}"
-                )
+            # 16 prompts first (0.01 s): one short enough settles it; else all (~0.5 s).
+            sample, _ = task_data.make_task(
+                task["kind"], spec, min(16, task["n_train"]), 0, task["seed"]
+            )
+            if min(len(row["prompt"].split()) for row in sample) < max_length:
+                continue
+            train, _ = task_data.make_task(
+                task["kind"], spec, task["n_train"], task["n_test"], task["seed"]
+            )
+            words = [len(row["prompt"].split()) for row in train]
+            examples = f"training example of task {name!r} of family {family!r}"
+            check(max_length, words, examples, unit="words")
 
 
 RESULTS = "results"

@@ -318,6 +318,22 @@ def _resolve_suites(suites: dict) -> None:
             suite["tasks"] = list(shipped[suite["preset"]]["tasks"])
 
 
+def check_room_for_completions(
+    max_length: int, prompt_lengths: list[int], examples: str, unit: str = "tokens"
+) -> None:
+    """TRL drops an example whose prompt fills max_length (no completion token is left to
+    learn), and on an empty dataset fails with a bare `num_samples=0`: raise a ConfigError
+    naming the key instead when no prompt leaves room. `prompt_lengths` in `unit`s, each
+    unit at least one token; `examples` says whose prompts they are."""
+    if prompt_lengths and min(prompt_lengths) >= max_length:
+        raise ConfigError(
+            f"finetune.max_length: {max_length} tokens leave no completion token in any "
+            f"{examples} (their prompts are {min(prompt_lengths)}-{max(prompt_lengths)} "
+            f"{unit}{', each at least one token' if unit != 'tokens' else ''}); raise "
+            f"finetune.max_length above {max(prompt_lengths)}"
+        )
+
+
 def _resolve_datasets(tasks: dict) -> None:
     """Replace each dataset task's `dataset` (a shipped name or a dict) by its full definition."""
     from overtrained.data import dataset_task

@@ -12,6 +12,7 @@ from pathlib import Path
 
 # The job's stderr before its log took it over (Snakemake's console, or Slurm's output file).
 CONSOLE_FD: int | None = None
+_STARTED = time.monotonic()  # (a served job imports this module afresh: its own start)
 
 
 def log_to(path: str | Path, append: bool = False) -> None:
@@ -48,9 +49,6 @@ def _report_uncaught(kind, error, tb) -> None:
     from overtrained.core import errors
 
     errors.report(error.with_traceback(tb), CONSOLE_FD)
-
-
-_STARTED = time.monotonic()
 
 
 def _stopped(signum, _frame) -> None:

@@ -184,8 +184,10 @@ def _split_files(defn: dict, split: str, where: str) -> list[str]:
 
 
 def _read_local_rows(files: list[str], builder: str) -> tuple[int, dict | None] | None:
-    """(row count, first row) of local json/jsonl/csv/parquet files, without `datasets`;
-    None where that would be guesswork (other builders, large or unusual files)."""
+    """(row count, first row) of local json/jsonl/csv/parquet files, without `datasets` and
+    without parsing every row (this runs at every plan): JSON lines are counted, Parquet's
+    count is in its metadata. None where that would be guesswork (other builders, large or
+    unusual files)."""
     import csv
     import json
 
@@ -196,22 +198,29 @@ def _read_local_rows(files: list[str], builder: str) -> tuple[int, dict | None] 
         if builder == "parquet" or file.endswith(".parquet"):
             import pyarrow.parquet as pq
 
-            table = pq.read_table(file)
-            rows = table.num_rows
-            first = first or (table.slice(0, 1).to_pylist() or [None])[0]
+            parquet = pq.ParquetFile(file)
+            rows = parquet.metadata.num_rows
+            if first is None and rows:
+                first = next(parquet.iter_batches(batch_size=1)).to_pylist()[0]
         elif builder == "csv" or file.endswith(".csv"):
             with open(file, encoding="utf-8", newline="") as f:
-                records = list(csv.DictReader(f))
-            rows, first = len(records), first or (records[0] if records else None)
-        elif builder == "json" and file.endswith((".jsonl", ".json")):
+                records = csv.DictReader(f)  # (quoted fields may span lines: read them all)
+                head = next(records, None)
+                rows = (head is not None) + sum(1 for _ in records)
+            first = first if first is not None else head
+        elif builder == "json" and file.endswith(".jsonl"):
+            with open(file, encoding="utf-8") as f:
+                lines = (line for line in f if line.strip())
+                head = next(lines, None)
+                rows = (head is not None) + sum(1 for _ in lines)
+            if first is None and head is not None:
+                first = json.loads(head)  # not JSON: an error the job would meet too
+        elif builder == "json" and file.endswith(".json"):
             text = Path(file).read_text(encoding="utf-8")
-            if file.endswith(".jsonl"):  # JSON lines: a line that is not JSON is an error
-                records = [json.loads(line) for line in text.splitlines() if line.strip()]
-            elif text.lstrip().startswith("["):
-                records = json.loads(text)
-            else:
+            if not text.lstrip().startswith("["):
                 return None  # one object with a `field` of rows, say: the job reads it
-            rows, first = len(records), first or (records[0] if records else None)
+            records = json.loads(text)
+            rows, first = len(records), first if first is not None else next(iter(records), None)
         else:
             return None
         count += rows

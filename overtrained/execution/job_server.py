@@ -373,9 +373,7 @@ def run_in_server(smk, script: str, wait: bool = True) -> tuple[int, dict]:
             "re-run snakemake"
         )
         print(why, file=sys.stderr, flush=True)
-        if smk.log:  # the job's own log says it too
-            with contextlib.suppress(OSError), open(smk.log[0], "a") as log:
-                log.write(why + "\n")
+        _append_to_log(smk, why)  # the job's own log says it too
     finally:
         for sig, handler in forwarded.items():
             signal.signal(sig, handler)
@@ -394,10 +392,13 @@ def _umask() -> int:
 def record_usage(smk, usage: dict) -> None:
     """One line in the job's log: what its worker used (Snakemake's benchmark measures
     this client process only). `benchmarks/job_resources.py` reads it back."""
-    if not smk.log:
-        return
-    with contextlib.suppress(OSError), open(smk.log[0], "a") as log:
-        log.write(USAGE_PREFIX + json.dumps(usage, sort_keys=True) + "\n")
+    _append_to_log(smk, USAGE_PREFIX + json.dumps(usage, sort_keys=True))
+
+
+def _append_to_log(smk, line: str) -> None:
+    if smk.log:
+        with contextlib.suppress(OSError), open(smk.log[0], "a") as log:
+            log.write(line + "\n")
 
 
 def read_usage(log_path: str | Path) -> dict | None:

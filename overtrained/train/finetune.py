@@ -457,21 +457,6 @@ def run(
     return record
 
 
-def check_room_for_completions(tokenizer, rows: list[dict], max_length: int) -> None:
-    """TRL drops an example whose prompt fills max_length (no completion token is left to
-    learn) and then fails on an empty dataset with a bare `num_samples=0`; say which key
-    to change instead, before any work."""
-    from overtrained.core.schema import ConfigError
-
-    lengths = [len(ids) for ids in tokenizer([r["prompt"] for r in rows])["input_ids"]]
-    if lengths and min(lengths) >= max_length:
-        raise ConfigError(
-            f"finetune.max_length: {max_length} tokens leave no completion token in any of the "
-            f"{len(rows)} training examples (their prompts are {min(lengths)}-{max(lengths)} "
-            f"tokens); raise finetune.max_length above {max(lengths)}"
-        )
-
-
 @dataclass
 class _Session:
     """What one fine-tuning run trains with: the trainer and what `run` reads back from it."""
@@ -492,6 +477,8 @@ def _session(
     from datasets import Dataset
     from trl import SFTTrainer
 
+    from overtrained.core.config import check_room_for_completions
+
     dataset = Dataset.from_list(
         [{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]
     )
@@ -499,7 +486,11 @@ def _session(
         base_dir, None, torch.float32, attn_implementation=ft["attn_implementation"], **loading
     )
     tokenizer = load_tokenizer(base_dir, loading.get("trust_remote_code", False))
-    check_room_for_completions(tokenizer, rows, ft["max_length"])
+    check_room_for_completions(
+        ft["max_length"],
+        [len(ids) for ids in tokenizer([r["prompt"] for r in rows])["input_ids"]],
+        f"of the {len(rows)} training examples",
+    )
     args = sft_config(ft, lr, seed, str(scratch), device, bf16_ok)
     deadline = job_deadline(ft["resources"]["runtime"], ft["resources"]["save_margin_minutes"] * 60)
     divergence, stopper = _callbacks(ft["divergence_factor"], deadline)

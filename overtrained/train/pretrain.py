@@ -32,13 +32,14 @@ PROGRESS_SECONDS = 30.0  # a long run says how far it is at least this often
 
 
 class Progress:
-    """A line in the job's log at most every `every` seconds (step, tokens, last logged loss,
+    """A line in the job's log at most every PROGRESS_SECONDS (step, tokens, last logged loss,
     speed, time left), so that a slow job can be told from a hung one. Timing only: what
     the run computes is the same with or without it."""
 
-    def __init__(self, label: str, total_steps: int, tokens_per_step: int, every=None):
-        self.label, self.total, self.tokens_per_step = label, total_steps, tokens_per_step
-        self.every = PROGRESS_SECONDS if every is None else every
+    def __init__(self, label: str, total_steps: int, train: dict):
+        self.label, self.total = label, total_steps
+        self.tokens_per_step = train["batch_size"] * train["seq_len"]
+        self.every = PROGRESS_SECONDS
         self.t0 = self.last = time.monotonic()
         self.first_step: int | None = None
 
@@ -312,8 +313,7 @@ def run_trunk(family: dict, seed: int, corpus_dir: Path, out_states: dict[str, P
     schedule = _schedule(train, "constant", points[-1][0])
     curve: list = []
     step, rates = 0, []
-    tokens_per_step = train["batch_size"] * train["seq_len"]
-    progress = Progress(f"trunk seed {seed}", points[-1][0], tokens_per_step)
+    progress = Progress(f"trunk seed {seed}", points[-1][0], train)
     for stop, budget in points:
         rates.append(
             train_steps(model, optimizer, sampler, schedule, step, stop, train, curve, progress)
@@ -350,8 +350,7 @@ def run_checkpoint(
     schedule = _schedule(train, kind, total, decay_start=start)
     tokens_per_second = None  # constant schedule: the checkpoint is the trunk state as is
     if start < total:
-        tokens_per_step = train["batch_size"] * train["seq_len"]
-        progress = Progress(f"{budget} seed {seed}", total, tokens_per_step)
+        progress = Progress(f"{budget} seed {seed}", total, train)
         tokens_per_second = train_steps(
             model, optimizer, sampler, schedule, start, total, train, curve, progress
         )
